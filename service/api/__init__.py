@@ -1,0 +1,1 @@
+"""HTTP layer: app factory, routes, schemas, error mapping, middleware. Knows nothing of vLLM."""

@@ -1,0 +1,67 @@
+"""create_app: the FastAPI app whose lifespan owns both engines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api.errors import install_error_handlers
+from service.api.middleware import ApiKeyMiddleware, RequestContextMiddleware
+from service.api.routes import router
+from service.api.serving import RewardService
+from service.config import Settings
+from service.engines.factory import load_engine_pair
+from service.errors import StartupError
+from service.runtime import EngineFactory, load_runtime
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_pair) -> FastAPI:
+    """The app; engines load in its lifespan (nothing heavy at import or creation time)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("starting", extra={"settings": settings.summary()})
+        if not settings.is_loopback() and not settings.all_api_keys():
+            logger.warning(
+                "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT API KEYS: anyone who can reach "
+                "this port can use the models. Set DRS_API_KEYS or DRS_API_KEYS_FILE.",
+                extra={"host": settings.host},
+            )
+        try:
+            runtime = load_runtime(settings, engine_factory)
+        except StartupError as error:
+            logger.error("refusing to start: %s", error)
+            raise
+        app.state.service = RewardService(runtime)
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            logger.info("shutting down engines")
+            await runtime.engines.shutdown()
+            logger.info("engines shut down")
+
+    app = FastAPI(
+        title="dense-reward-server",
+        version=__version__,
+        description="Dense token-level rewards from an SFT model and its base: "
+        "r_t = beta * (log pi_sft - log pi_base).",
+        lifespan=lifespan,
+    )
+    app.state.ready = False
+    app.state.service = None
+    app.include_router(router)
+    install_error_handlers(app)
+    keys = settings.all_api_keys()
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    # Added last = outermost: every response, even a 401, gets a request id.
+    app.add_middleware(RequestContextMiddleware)
+    return app

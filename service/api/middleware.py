@@ -1,0 +1,96 @@
+"""Pure ASGI middleware: request id, timing header, one log line per request, API keys.
+
+Pure ASGI (not BaseHTTPMiddleware) so that a client disconnect still cancels the route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import error_response
+from service.errors import Unauthorized
+from service.logs import request_id_var
+
+logger = logging.getLogger("service.access")
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class RequestContextMiddleware:
+    """Accepts X-Request-ID (or makes one), echoes it, adds x-total-time, logs the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id[:128]
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers["x-total-time"] = f"{(time.perf_counter() - start) * 1000:.1f}ms"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if scope["path"] not in OPEN_PATHS:
+                logger.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "latency_ms": round((time.perf_counter() - start) * 1000, 1),
+                        **scope["state"].get("log_fields", {}),
+                    },
+                )
+            request_id_var.reset(token)
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class ApiKeyMiddleware:
+    """Bearer API keys, stored hashed and compared in constant time.
+
+    Every route but health, readiness and metrics needs a key when keys are configured.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+        self.app = app
+        self._hashes = [hash_key(key) for key in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        # One message whatever failed (no header, wrong scheme, wrong key): leak nothing.
+        response = error_response(Unauthorized("missing or invalid API key"))
+        await response(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        scheme, _, key = Headers(scope=scope).get("authorization", "").partition(" ")
+        presented = hash_key(key.strip())
+        matches = [hmac.compare_digest(presented, known) for known in self._hashes]
+        return scheme.lower() == "bearer" and any(matches)

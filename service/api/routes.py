@@ -1,0 +1,106 @@
+"""Routes: thin. Validate (pydantic), call the service, shape the response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.api.schemas import ErrorResponse, TokenRewardsRequest, TokenRewardsResponse
+from service.api.serving import RewardService
+from service.errors import NotReady, ServiceError
+
+router = APIRouter()
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 409, 413, 422, 429, 500, 503, 504)
+}
+
+
+class OrjsonResponse(Response):
+    """JSON via orjson: numpy arrays serialize natively and fast, NaN becomes null."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def get_service(request: Request) -> RewardService:
+    service: RewardService | None = getattr(request.app.state, "service", None)
+    if service is None or not request.app.state.ready:
+        raise NotReady("the models are not loaded")
+    return service
+
+
+@router.get("/health", summary="The process is alive")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Both engines are loaded and answering", responses=ERROR_RESPONSES)
+async def ready(request: Request) -> dict[str, str]:
+    service = get_service(request)
+    try:
+        await service.runtime.engines.check_health()
+    except ServiceError as error:
+        raise NotReady(f"an engine is not answering: {error.message}") from error
+    return {"status": "ready"}
+
+
+@router.get("/v1/models", summary="Models, engines and tokenizer", responses=ERROR_RESPONSES)
+async def models(request: Request) -> OrjsonResponse:
+    service = get_service(request)
+    runtime = service.runtime
+    data = [
+        {
+            "id": info.role,
+            "object": "model",
+            "role": info.role,
+            "model": info.model,
+            "revision": info.revision,
+            "backend": info.backend,
+            "engine_version": info.engine_version,
+            "dtype": info.dtype,
+            "device": info.device,
+            "max_model_len": info.max_model_len,
+            "vocab_size": info.vocab_size,
+            "prefix_sharing": info.prefix_sharing,
+            "load_seconds": round(runtime.load_seconds.get(info.role, 0.0), 3),
+        }
+        for info in runtime.engine_infos()
+    ]
+    settings = runtime.settings
+    return OrjsonResponse(
+        {
+            "object": "list",
+            "data": data,
+            "beta": settings.beta,
+            "tokenizer_fingerprint": runtime.tokenizer.fingerprint,
+            "max_model_len": runtime.max_model_len,
+            "limits": {
+                "max_items_per_request": settings.max_items_per_request,
+                "max_tokens_per_request": settings.max_tokens_per_request,
+                "max_inflight_tokens": settings.max_inflight_tokens,
+                "request_timeout_s": settings.request_timeout_s,
+                "max_request_timeout_s": settings.max_request_timeout_s,
+            },
+        }
+    )
+
+
+@router.post(
+    "/v1/token_rewards",
+    summary="Dense per-token rewards of completions",
+    response_model=TokenRewardsResponse,
+    responses=ERROR_RESPONSES,
+)
+async def token_rewards(body: TokenRewardsRequest, request: Request) -> OrjsonResponse:
+    service = get_service(request)
+    state = request.scope.setdefault("state", {})
+    state["log_fields"] = {"items": len(body.items)}
+    result = await service.token_rewards(body, state.get("request_id", "req"))
+    state["log_fields"]["tokens"] = result["usage"]["total_tokens"]
+    return OrjsonResponse(result)

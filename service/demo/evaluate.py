@@ -1,0 +1,147 @@
+"""Does the recovered reward mean something? Expert vs corrupted answers on held-out prompts.
+
+Scoring follows the service's contract: the prompt is the chat template with the generation
+prompt (tokenized without added special tokens), the completion is tokenized on its own and
+EOS is appended; the total reward is the sum over completion tokens of
+log pi_sft - log pi_baseline.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+from service.demo import task
+from service.demo.tokenizer import chat_prompt_ids, completion_ids
+
+Pair = dict[str, Any]  # one line of heldout_pairs.jsonl
+BASELINES = ("base", "sft-half")
+
+
+def heldout_pairs(rng: random.Random, exclude: set[str], count: int) -> list[Pair]:
+    """Expert vs corrupted answers on prompts never trained on, the kinds taken in turn."""
+    pairs: list[Pair] = []
+    seen = set(exclude)
+    while len(pairs) < count:
+        prompt, answer = task.make_example(rng)
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        kind = task.CORRUPTIONS[len(pairs) % len(task.CORRUPTIONS)]
+        pairs.append(
+            {
+                "messages": [{"role": "user", "content": prompt}],
+                "chosen": answer,
+                "rejected": task.corrupt(answer, prompt, kind, rng),
+                "kind": kind,
+            }
+        )
+    return pairs
+
+
+def evaluate(
+    folder: Path, tokenizer: PreTrainedTokenizerFast, pairs: list[Pair], greedy_prompts: int
+) -> dict[str, Any]:
+    """Pairwise accuracy of the total reward against each baseline, and greedy correctness."""
+    models = {
+        name: LlamaForCausalLM.from_pretrained(folder / name, dtype=torch.float32).eval()
+        for name in ("sft", *BASELINES)
+    }
+    rows = []
+    for pair in pairs:
+        prompt_ids = chat_prompt_ids(tokenizer, pair["messages"][0]["content"])
+        for side in ("chosen", "rejected"):
+            rows.append((prompt_ids, completion_ids(tokenizer, pair[side])))
+    # Sum of completion log-probs per model, in the order: pair 0 chosen, pair 0 rejected, ...
+    totals = {name: completion_logprobs(model, rows) for name, model in models.items()}
+    report: dict[str, Any] = {
+        "task": f"sort {task.MIN_LEN}-{task.MAX_LEN} numbers (0-{task.MAX_NUMBER - 1}) ascending",
+        "pairs": len(pairs),
+        "accuracy": {},
+        "accuracy_by_kind": {},
+        "mean_total_reward": {},
+    }
+    for baseline in BASELINES:
+        rewards = [s - b for s, b in zip(totals["sft"], totals[baseline], strict=True)]
+        accuracy = pairwise_accuracy(pairs, rewards)
+        report["accuracy"][baseline] = accuracy.pop("all")
+        report["accuracy_by_kind"][baseline] = accuracy
+        report["mean_total_reward"][baseline] = {
+            "chosen": round(sum(rewards[0::2]) / len(pairs), 3),
+            "rejected": round(sum(rewards[1::2]) / len(pairs), 3),
+        }
+    # Likelihood under SFT alone, for comparison: what the baseline subtraction adds or costs.
+    report["accuracy"]["sft_logprob_only"] = pairwise_accuracy(pairs, totals["sft"])["all"]
+    prompts = [pair["messages"][0]["content"] for pair in pairs[:greedy_prompts]]
+    report["greedy_correct"] = {
+        name: greedy_correct(models[name], tokenizer, prompts) for name in ("sft", *BASELINES)
+    }
+    return report
+
+
+@torch.inference_mode()
+def completion_logprobs(
+    model: LlamaForCausalLM, rows: list[tuple[list[int], list[int]]], batch: int = 128
+) -> list[float]:
+    """Sum of log pi(y_t | x, y_<t) over each completion, in float32 log-softmax.
+
+    Rows are right-padded: a causal model's logits at real positions never see the padding.
+    """
+    totals: list[float] = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        width = max(len(p) + len(c) for p, c in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)
+        for i, (prompt, completion) in enumerate(chunk):
+            ids[i, : len(prompt) + len(completion)] = torch.tensor(prompt + completion)
+        logprobs = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+        for i, (prompt, completion) in enumerate(chunk):
+            # Position t's logits predict token t + 1.
+            positions = torch.arange(len(prompt) - 1, len(prompt) + len(completion) - 1)
+            picked = logprobs[i, positions, torch.tensor(completion)]
+            totals.append(float(picked.double().sum()))
+    return totals
+
+
+def pairwise_accuracy(pairs: list[Pair], scores: list[float]) -> dict[str, float]:
+    """Fraction of pairs whose chosen score beats the rejected one: all, then by kind."""
+    wins: Mapping[str, list[bool]] = defaultdict(list)
+    for i, pair in enumerate(pairs):
+        won = scores[2 * i] > scores[2 * i + 1]
+        wins["all"].append(won)
+        wins[pair["kind"]].append(won)
+    return {kind: round(sum(w) / len(w), 4) for kind, w in wins.items()}
+
+
+@torch.inference_mode()
+def greedy_correct(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
+) -> float:
+    """Fraction of prompts whose greedy answer is the correct sort.
+
+    Prompts are batched by token length, so no padding (and no padding bugs) is involved.
+    """
+    by_length: dict[int, list[tuple[str, list[int]]]] = defaultdict(list)
+    for prompt in prompts:
+        ids = chat_prompt_ids(tokenizer, prompt)
+        by_length[len(ids)].append((prompt, ids))
+    correct = 0
+    for length, group in by_length.items():
+        out = model.generate(
+            torch.tensor([ids for _, ids in group]),
+            attention_mask=torch.ones(len(group), length, dtype=torch.long),
+            max_new_tokens=task.MAX_LEN + 4,
+            do_sample=False,
+        )
+        for (prompt, _), row in zip(group, out[:, length:].tolist(), strict=True):
+            if tokenizer.eos_token_id not in row:
+                continue  # an answer that never ends is not a correct answer
+            text = tokenizer.decode(row[: row.index(tokenizer.eos_token_id)])
+            correct += task.is_correct(prompt, text)
+    return round(correct / len(prompts), 4)

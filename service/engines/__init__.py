@@ -1,0 +1,1 @@
+"""Scoring engines: log pi(y_t | x, y_<t) for given token ids, under one model each."""

@@ -1,0 +1,102 @@
+"""The ScoringEngine protocol and the pair of engines (SFT, base) the service scores with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreInput:
+    """One sequence to score: the prompt is context only, every completion token is scored."""
+
+    prompt_ids: Sequence[int]
+    completion_ids: Sequence[int]
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What /v1/models says about one engine."""
+
+    role: str
+    model: str
+    revision: str | None
+    backend: str
+    engine_version: str
+    dtype: str
+    device: str
+    max_model_len: int
+    vocab_size: int
+    prefix_sharing: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class ScoringEngine(Protocol):
+    """Scores completion tokens under one model. Implementations never see HTTP."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    async def score(self, batch: Sequence[ScoreInput], request_id: str) -> list[np.ndarray]:
+        """Return, per input, a float32 array of log pi(completion_j | prompt, completion_<j).
+
+        Cancelling the call aborts the engine work it started.
+        """
+        ...
+
+    async def check_health(self) -> None:
+        """Raise if the engine cannot answer (dead process, broken device)."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Release the model and any child processes. Idempotent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PairLogprobs:
+    sft: list[np.ndarray]
+    base: list[np.ndarray]
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first real failure inside (possibly nested) task-group errors."""
+    first = group.exceptions[0]
+    return first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class EnginePair:
+    """The SFT and base engines; scores every batch under both models at the same time."""
+
+    def __init__(self, sft: ScoringEngine, base: ScoringEngine) -> None:
+        self.sft = sft
+        self.base = base
+
+    async def score(self, batch: Sequence[ScoreInput], request_id: str) -> PairLogprobs:
+        # A TaskGroup cancels the sibling when one engine fails, so no orphan work is left.
+        try:
+            async with asyncio.TaskGroup() as group:
+                sft = group.create_task(self.sft.score(batch, f"{request_id}-sft"))
+                base = group.create_task(self.base.score(batch, f"{request_id}-base"))
+        except ExceptionGroup as errors:
+            raise first_error(errors) from None
+        return PairLogprobs(sft=sft.result(), base=base.result())
+
+    async def check_health(self) -> None:
+        await self.sft.check_health()
+        await self.base.check_health()
+
+    async def shutdown(self) -> None:
+        # Shut both down even if the first one fails to.
+        try:
+            await self.sft.shutdown()
+        finally:
+            await self.base.shutdown()

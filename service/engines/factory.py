@@ -1,0 +1,90 @@
+"""Build the engine pair the settings ask for: SFT first, then base (never both at once)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from service.config import Settings
+from service.engines.base import EnginePair, ScoringEngine
+from service.errors import StartupError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPair:
+    pair: EnginePair
+    load_seconds: dict[str, float]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def load_engine_pair(settings: Settings) -> LoadedPair:
+    """Start both engines one after the other; shut the first down if the second fails."""
+    seconds: dict[str, float] = {}
+    engines: list[ScoringEngine] = []
+    try:
+        for role, model, revision in (
+            ("sft", settings.sft_model, settings.sft_revision),
+            ("base", settings.base_model, settings.base_revision),
+        ):
+            start = time.perf_counter()
+            engines.append(_start_engine(settings, role, model, revision))
+            seconds[role] = time.perf_counter() - start
+            logger.info("engine loaded", extra={"role": role, "seconds": round(seconds[role], 2)})
+    except BaseException:
+        for engine in engines:
+            _shutdown_quietly(engine)
+        raise
+    return LoadedPair(EnginePair(engines[0], engines[1]), seconds)
+
+
+def _start_engine(settings: Settings, role: str, model: str, revision: str | None) -> ScoringEngine:
+    if settings.backend == "transformers":
+        from service.engines.hf_engine import HFScoringEngine
+
+        return HFScoringEngine(
+            role,
+            model,
+            revision=revision,
+            dtype=settings.dtype,
+            device=settings.device,
+            max_model_len=settings.max_model_len,
+            max_batch_tokens=settings.hf_max_batch_tokens,
+        )
+    try:
+        from service.engines.vllm_engine import VLLMScoringEngine, default_cpu_binds
+    except ImportError as error:
+        raise StartupError(
+            f"backend 'vllm' needs vLLM installed ({error}); install the 'cpu' or 'gpu' extra "
+            "or start with --backend transformers"
+        ) from error
+    binds = settings.cpu_threads_bind or list(default_cpu_binds(usable_cores()))
+    return VLLMScoringEngine.start(
+        role,
+        model,
+        revision=revision,
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        max_num_seqs=settings.max_num_seqs,
+        cpu_threads_bind=binds[0 if role == "sft" else 1],
+        cpu_kvcache_space_gib=settings.cpu_kvcache_space_gib,
+        extra_args=settings.engine_args,
+    )
+
+
+def _shutdown_quietly(engine: ScoringEngine) -> None:
+    import asyncio
+
+    try:
+        asyncio.run(engine.shutdown())
+    except Exception:  # already failing: the original error matters more
+        logger.exception("engine shutdown failed")

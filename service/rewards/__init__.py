@@ -1,0 +1,1 @@
+"""Reward maths and tokenization: pure functions over token ids and arrays."""

