@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ test: install demo
 # Everything but the vLLM-engine tier (seconds, not minutes).
 test-fast: install demo
 	$(PY) -m pytest -m "not vllm"
+
+# Reward-quality eval of the demo pair against each baseline (base, sft-half, none):
+# results/eval.json + eval.png (base) and results/ablation.md (the README table).
+eval: install demo
+	$(DRS) ablation data/demo_heldout_pairs.jsonl --demo $(DEMO) --out results
 
 lint: install
 	$(VENV)/bin/ruff check service tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -66,6 +67,60 @@ def build_demo(
     from service.demo.build import main as build_main
 
     build_main(out, seed)
+
+
+@cli.command(
+    "eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def eval_command(
+    ctx: typer.Context,
+    pairs: Path = typer.Argument(..., help="JSONL: prompt or messages, chosen, rejected, kind."),
+    url: str | None = typer.Option(None, help="A running server; default: in-process engines."),
+    api_key: str | None = typer.Option(None, envvar="DRS_EVAL_API_KEY", help="Bearer key."),
+    out: Path = typer.Option(Path("results/eval.json"), help="Report (JSON)."),
+    plot: Path = typer.Option(Path("results/eval.png"), help="Plot (PNG)."),
+    batch_size: int = typer.Option(32, help="Pairs per request."),
+    append_eos: bool = typer.Option(True, help="Score the EOS that ends each completion."),
+) -> None:
+    """Pairwise accuracy of the reward on (chosen, rejected) pairs, with a bootstrap 95% CI.
+
+    Extra flags (e.g. --backend transformers --baseline none) configure in-process engines.
+    """
+    configure_logging("text", "warning")
+    from service.evaluation.run import evaluate, in_process_scorer, write_report
+    from service.evaluation.scoring import HttpScorer
+
+    if url is not None:
+        scorer = HttpScorer(url, api_key)
+        report = evaluate(pairs, scorer, batch_size=batch_size, append_eos=append_eos)
+    else:
+        local = in_process_scorer(Settings(_cli_parse_args=ctx.args))  # type: ignore[call-arg]
+        try:
+            report = evaluate(pairs, local, batch_size=batch_size, append_eos=append_eos)
+        finally:
+            local.close()
+    write_report(report, out, plot, f"{pairs.name}")
+    total = report["total_reward"]
+    typer.echo(
+        f"pairwise accuracy (total reward): {total['accuracy']:.3f} "
+        f"[{total['ci95'][0]:.3f}, {total['ci95'][1]:.3f}] over {report['pairs']} pairs "
+        f"-> {out}, {plot}"
+    )
+
+
+@cli.command()
+def ablation(
+    pairs: Path = typer.Argument(..., help="Held-out pairs (JSONL)."),
+    demo: Path = typer.Option(Path(".models/demo"), help="The demo pair folder."),
+    out: Path = typer.Option(Path("results"), help="Folder for the reports and the table."),
+    backend: str = typer.Option("transformers", help="Engine for the in-process scorers."),
+) -> None:
+    """The paper's baseline ablation on the demo pair: base, sft-half, and no baseline."""
+    configure_logging("text", "warning")
+    from service.evaluation.run import ablation as run_ablation
+
+    typer.echo(run_ablation(pairs, demo, out, backend))
 
 
 def main() -> None:

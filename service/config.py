@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         ".models/demo/base",
         description="Baseline policy (the model the SFT started from, or another checkpoint).",
     )
+    baseline: Literal["model", "none"] = Field(
+        "model",
+        description="model: r = beta*(log pi_sft - log pi_base); none: r = beta*log pi_sft "
+        "(no base engine is loaded; an ablation, it carries a length penalty).",
+    )
     sft_revision: str | None = Field(None, description="Revision of the SFT model, if a hub id.")
     base_revision: str | None = Field(None, description="Revision of the base model, if a hub id.")
     backend: Backend = Field("vllm", description="Scoring engine: vllm or transformers.")
@@ -83,6 +88,7 @@ class Settings(BaseSettings):
 
     # Requests and admission.
     max_items_per_request: int = Field(512, ge=1, description="Items in one request (413 above).")
+    max_group_size: int = Field(64, ge=1, description="Completions in one group item.")
     max_tokens_per_request: int = Field(
         1_048_576, ge=1, description="Prompt+completion tokens in one request (413 above)."
     )

@@ -31,11 +31,11 @@ class Runtime:
 
     @property
     def max_model_len(self) -> int:
-        engines = min(self.engines.sft.info.max_model_len, self.engines.base.info.max_model_len)
+        engines = min(engine.info.max_model_len for engine in self.engines.engines)
         return min(engines, self.settings.max_model_len or engines)
 
     def engine_infos(self) -> list[EngineInfo]:
-        return [self.engines.sft.info, self.engines.base.info]
+        return [engine.info for engine in self.engines.engines]
 
 
 def model_vocab_size(path: str, revision: str | None) -> int:
@@ -47,14 +47,15 @@ def load_runtime(settings: Settings, engine_factory: EngineFactory) -> Runtime:
     """Check the pair is compatible (cheap), then start the engines (slow)."""
     try:
         sft_tok = AutoTokenizer.from_pretrained(settings.sft_model, revision=settings.sft_revision)
-        base_tok = AutoTokenizer.from_pretrained(
-            settings.base_model, revision=settings.base_revision
-        )
         sft_vocab = model_vocab_size(settings.sft_model, settings.sft_revision)
-        base_vocab = model_vocab_size(settings.base_model, settings.base_revision)
+        if settings.baseline == "model":
+            base_tok = AutoTokenizer.from_pretrained(
+                settings.base_model, revision=settings.base_revision
+            )
+            base_vocab = model_vocab_size(settings.base_model, settings.base_revision)
+            check_same_vocabulary(sft_tok, base_tok, sft_vocab, base_vocab)
     except OSError as error:
         raise StartupError(f"cannot load the models' tokenizer or config: {error}") from error
-    check_same_vocabulary(sft_tok, base_tok, sft_vocab, base_vocab)
     loaded = engine_factory(settings)
     tokenizer = RewardTokenizer(sft_tok, sft_vocab)
     runtime = Runtime(settings, tokenizer, loaded.pair, loaded.load_seconds)

@@ -377,3 +377,17 @@ def test_fake_engine_is_a_scoring_engine() -> None:
 
     engine: ScoringEngine = FakeEngine("sft", 1, 10)
     assert engine.info.role == "sft"
+
+
+def test_client_disconnect_aborts_the_work_in_both_engines(slow_server: tuple[str, Any]) -> None:
+    url, pair = slow_server
+    body = {"items": [GOOD]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + URL, json=body, timeout=0.3)  # the client gives up and disconnects
+    deadline = time.monotonic() + 5
+    while pair.sft.cancelled + pair.base.cancelled < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pair.sft.cancelled == 1 and pair.base.cancelled == 1
+    assert pair.sft.inflight == 0 and pair.base.inflight == 0
+    metrics = httpx.get(url + "/metrics").text
+    assert "drs_inflight_tokens 0.0" in metrics and "drs_inflight_requests 0.0" in metrics

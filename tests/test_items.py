@@ -23,7 +23,9 @@ def tok(demo_dir: Path) -> RewardTokenizer:
 
 
 def prep(tok: RewardTokenizer, *items: dict[str, Any], append_eos: bool = False) -> Any:
-    return prepare_items([RewardItem(**i) for i in items], tok, LIMITS, append_eos=append_eos)
+    """The prepared sequences, one per single item (groups: see test_groups_steps)."""
+    prepared = prepare_items([RewardItem(**i) for i in items], tok, LIMITS, append_eos=append_eos)
+    return [p.sequences[0] for p in prepared]
 
 
 GOOD = {"prompt": "Sort ascending: 2 1", "completion": "1 2"}

@@ -76,10 +76,13 @@ def test_vllm_matches_transformers_token_by_token(
     prepared = prepare_items(
         [RewardItem(**item) for item in items], tok, Limits(10**6, 10**9), append_eos=True
     )
-    batch = [ScoreInput(p.prompt_ids, p.completion_ids) for p in prepared]
+    sequences = [p.sequences[0] for p in prepared]
+    batch = [ScoreInput(s.prompt_ids, s.completion_ids) for s in sequences]
     expected = asyncio.run(reference.score(batch, "ref"))
     worst = 0.0
-    for result, item, sft, base in zip(results, prepared, expected.sft, expected.base, strict=True):
+    for result, item, sft, base in zip(
+        results, sequences, expected.sft, expected.base, strict=True
+    ):
         assert result["token_ids"] == item.completion_ids
         for got, want in ((result["sft_logprobs"], sft), (result["base_logprobs"], base)):
             worst = max(worst, float(np.max(np.abs(np.float32(got) - want))))
@@ -156,3 +159,20 @@ def test_rewards_rank_expert_completions_above_corrupted_ones(
     totals = [r["total_reward"] for r in results["results"]]
     wins = sum(totals[2 * i] > totals[2 * i + 1] for i in range(len(pairs)))
     assert wins / len(pairs) >= 0.8, f"pairwise accuracy {wins / len(pairs):.3f}"
+
+
+def test_group_equals_single_items_on_the_real_engine(client: httpx.Client) -> None:
+    prompt = {"messages": [{"role": "user", "content": "Sort ascending: 42 7 19 3"}]}
+    completions = ["3 7 19 42", "3 19 7 42", "42 19 7 3", "3 7 19"]
+    body = {"items": [{**prompt, "completions": completions}], "append_eos": True}
+    group = client.post(URL, json={**body, "group_baseline": "leave_one_out"}).json()
+    singles = client.post(
+        URL, json={"items": [{**prompt, "completion": c} for c in completions], "append_eos": True}
+    ).json()["results"]
+    members = group["results"][0]["completions"]
+    for member, single in zip(members, singles, strict=True):
+        diff = np.abs(np.float32(member["rewards"]) - np.float32(single["rewards"]))
+        assert float(np.max(diff)) <= 1e-5
+    # The sorted answer earns the highest total reward and a positive group score.
+    scores = group["results"][0]["group"]["scores"]
+    assert scores[0] == max(scores) and scores[0] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from service import metrics
 from service.errors import Overloaded
 
 
@@ -22,16 +23,21 @@ class TokenBudget:
     @contextmanager
     def admit(self, tokens: int) -> Iterator[None]:
         if self.inflight_tokens + tokens > self.limit:
+            metrics.REJECTIONS.labels(reason="inflight_tokens_limit").inc()
             raise Overloaded(
                 f"{self.inflight_tokens} tokens are being scored; {tokens} more would pass the "
                 f"limit of {self.limit} (DRS_MAX_INFLIGHT_TOKENS): retry shortly",
                 retry_after_s=1,
                 code="inflight_tokens_limit",
             )
-        self.inflight_tokens += tokens
-        self.inflight_requests += 1
+        self._move(tokens, 1)
         try:
             yield
         finally:
-            self.inflight_tokens -= tokens
-            self.inflight_requests -= 1
+            self._move(-tokens, -1)
+
+    def _move(self, tokens: int, requests: int) -> None:
+        self.inflight_tokens += tokens
+        self.inflight_requests += requests
+        metrics.INFLIGHT_TOKENS.set(self.inflight_tokens)
+        metrics.INFLIGHT_REQUESTS.set(self.inflight_requests)

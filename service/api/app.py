@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import __version__
+from service import __version__, metrics
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from service.api.routes import router
@@ -40,10 +40,14 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
             raise
         app.state.service = RewardService(runtime)
         app.state.ready = True
+        for model, seconds in runtime.load_seconds.items():
+            metrics.MODEL_LOAD_SECONDS.labels(model=model).set(seconds)
+        metrics.READY.set(1)
         try:
             yield
         finally:
             app.state.ready = False
+            metrics.READY.set(0)
             logger.info("shutting down engines")
             await runtime.engines.shutdown()
             logger.info("engines shut down")

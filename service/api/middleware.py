@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import metrics
 from service.api.errors import error_response
 from service.errors import Unauthorized
 from service.logs import request_id_var
@@ -54,6 +55,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             if scope["path"] not in OPEN_PATHS:
+                elapsed = time.perf_counter() - start
+                route = getattr(scope.get("route"), "path", "unmatched")
+                metrics.REQUESTS.labels(route=route, status=str(status)).inc()
+                metrics.REQUEST_DURATION.labels(route=route).observe(elapsed)
                 logger.info(
                     "request",
                     extra={

@@ -6,8 +6,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from service import metrics
+from service.api.cancellation import cancel_on_disconnect
 from service.api.schemas import ErrorResponse, TokenRewardsRequest, TokenRewardsResponse
 from service.api.serving import RewardService
 from service.errors import NotReady, ServiceError
@@ -42,12 +45,19 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", summary="Both engines are loaded and answering", responses=ERROR_RESPONSES)
 async def ready(request: Request) -> dict[str, str]:
-    service = get_service(request)
     try:
+        service = get_service(request)
         await service.runtime.engines.check_health()
     except ServiceError as error:
-        raise NotReady(f"an engine is not answering: {error.message}") from error
+        metrics.READY.set(0)
+        raise NotReady(f"not ready: {error.message}") from error
+    metrics.READY.set(1)
     return {"status": "ready"}
+
+
+@router.get("/metrics", summary="Prometheus metrics (text format)", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", summary="Models, engines and tokenizer", responses=ERROR_RESPONSES)
@@ -101,6 +111,7 @@ async def token_rewards(body: TokenRewardsRequest, request: Request) -> OrjsonRe
     service = get_service(request)
     state = request.scope.setdefault("state", {})
     state["log_fields"] = {"items": len(body.items)}
-    result = await service.token_rewards(body, state.get("request_id", "req"))
+    work = service.token_rewards(body, state.get("request_id", "req"))
+    result = await cancel_on_disconnect(request, work)
     state["log_fields"]["tokens"] = result["usage"]["total_tokens"]
     return OrjsonResponse(result)

@@ -18,9 +18,23 @@ class ChatMessage(BaseModel):
     content: StrictStr | None = None
 
 
+StepSpan = tuple[StrictInt, StrictInt]
+
+
+class GroupCompletion(BaseModel):
+    """One member of a group, when it needs more than its text or ids (mask, id, spans)."""
+
+    model_config = ConfigDict(extra="forbid")
+    completion: StrictStr | None = None
+    completion_token_ids: list[StrictInt] | None = None
+    mask: list[Literal[0, 1]] | None = None
+    step_spans: list[StepSpan] | None = None
+    id: StrictStr | None = Field(None, max_length=256)
+
+
 class RewardItem(BaseModel):
-    """Exactly one of prompt / messages / prompt_token_ids, and one of completion /
-    completion_token_ids."""
+    """Exactly one of prompt / messages / prompt_token_ids, and exactly one of completion /
+    completion_token_ids / completions (a group: one prompt, several completions)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt: StrictStr | None = Field(None, description="Prompt text, tokenized with BOS etc.")
@@ -30,11 +44,24 @@ class RewardItem(BaseModel):
     prompt_token_ids: list[StrictInt] | None = Field(None, description="Prompt token ids.")
     completion: StrictStr | None = Field(None, description="Completion text (no special tokens).")
     completion_token_ids: list[StrictInt] | None = Field(None, description="Completion ids.")
+    completions: list[StrictStr | list[StrictInt] | GroupCompletion] | None = Field(
+        None,
+        description="A group: completions of this one prompt (text, token ids, or objects). "
+        "The result holds one result per completion plus group statistics.",
+    )
     mask: list[Literal[0, 1]] | None = Field(
         None,
         description="One 0/1 per completion token; 0 = not the policy's action (no reward).",
     )
+    step_spans: list[StepSpan] | None = Field(
+        None, description="Explicit steps: half-open token ranges [start, end), in order."
+    )
     id: StrictStr | None = Field(None, max_length=256, description="Echoed in the result.")
+
+
+class StepOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delimiter: StrictStr = Field(..., min_length=1, description='Step separator, e.g. "\n\n".')
 
 
 class TokenRewardsRequest(BaseModel):
@@ -60,6 +87,15 @@ class TokenRewardsRequest(BaseModel):
     )
     timeout_s: StrictFloat | None = Field(
         None, gt=0, allow_inf_nan=False, description="Deadline (capped by the server)."
+    )
+    steps: StepOptions | None = Field(
+        None, description="Add a `steps` list (reward per step) to every result."
+    )
+    group_baseline: Literal["mean", "leave_one_out"] | None = Field(
+        None, description="Add group-relative sequence scores to every group result."
+    )
+    encoding: Literal["json", "base64"] = Field(
+        "json", description="base64: per-token arrays as base64 little-endian float32/int32."
     )
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from service import metrics
 from service.api.admission import TokenBudget
+from service.api.results import ResultOptions, item_result
 from service.api.schemas import INCLUDE_OPTIONS, TokenRewardsRequest
 from service.engines.base import PairLogprobs, ScoreInput
 from service.errors import (
@@ -23,7 +25,7 @@ from service.errors import (
     TokenizerMismatch,
 )
 from service.rewards.items import Limits, PreparedItem, prepare_items
-from service.rewards.maths import check_finite, sequence_rewards
+from service.rewards.maths import token_rewards
 from service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,12 @@ class RewardService:
         self.runtime = runtime
         self.settings = runtime.settings
         self.budget = TokenBudget(runtime.settings.max_inflight_tokens)
-        self.limits = Limits(runtime.max_model_len, runtime.settings.max_tokens_per_request)
+        self.limits = Limits(
+            max_model_len=runtime.max_model_len,
+            max_tokens_per_request=runtime.settings.max_tokens_per_request,
+            max_group_size=runtime.settings.max_group_size,
+            max_sequences=runtime.settings.max_items_per_request,
+        )
         # One tokenizer thread: off the event loop, and never two calls into one Rust
         # tokenizer at once.
         self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
@@ -49,11 +56,16 @@ class RewardService:
             self.limits,
             append_eos=request.append_eos,
         )
-        prepared = await asyncio.get_running_loop().run_in_executor(self._tokenize, prepare)
-        tokens = sum(len(p.prompt_ids) + len(p.completion_ids) for p in prepared)
+        try:
+            prepared = await asyncio.get_running_loop().run_in_executor(self._tokenize, prepare)
+        except PayloadTooLarge as error:
+            metrics.REJECTIONS.labels(reason=error.code).inc()
+            raise
+        batch = [ScoreInput(s.prompt_ids, s.completion_ids) for p in prepared for s in p.sequences]
+        tokens = sum(item.num_tokens for item in batch)
         with self.budget.admit(tokens):
-            logprobs = await self._score(prepared, request, request_id)
-        return self._response(request, prepared, logprobs)
+            logprobs = await self._score(batch, request, request_id)
+        return self._response(request, prepared, logprobs, tokens)
 
     def _check_request(self, request: TokenRewardsRequest) -> None:
         fingerprint = self.runtime.tokenizer.fingerprint
@@ -65,6 +77,7 @@ class RewardService:
             )
         limit = self.settings.max_items_per_request
         if len(request.items) > limit:
+            metrics.REJECTIONS.labels(reason="too_many_items").inc()
             raise PayloadTooLarge(
                 f"the request has {len(request.items)} items; the limit is {limit} "
                 "(DRS_MAX_ITEMS_PER_REQUEST): split it into smaller requests",
@@ -80,13 +93,12 @@ class RewardService:
             )
 
     async def _score(
-        self, prepared: Sequence[PreparedItem], request: TokenRewardsRequest, request_id: str
+        self, batch: list[ScoreInput], request: TokenRewardsRequest, request_id: str
     ) -> PairLogprobs:
         timeout = min(
             request.timeout_s or self.settings.request_timeout_s,
             self.settings.max_request_timeout_s,
         )
-        batch = [ScoreInput(p.prompt_ids, p.completion_ids) for p in prepared]
         try:
             async with asyncio.timeout(timeout):
                 # Leaving this block by timeout cancels both engines' work, which aborts it.
@@ -104,74 +116,69 @@ class RewardService:
         request: TokenRewardsRequest,
         prepared: Sequence[PreparedItem],
         logprobs: PairLogprobs,
+        tokens: int,
     ) -> dict[str, Any]:
         beta = request.beta if request.beta is not None else self.settings.beta
-        include = set(request.include)
-        results = [
-            self._result(i, request, item, logprobs.sft[i], logprobs.base[i], beta, include)
-            for i, item in enumerate(prepared)
-        ]
-        prompt_tokens = sum(len(p.prompt_ids) for p in prepared)
-        completion_tokens = sum(len(p.completion_ids) for p in prepared)
+        include = frozenset(request.include)
+        options = ResultOptions(
+            beta=beta,
+            gamma=request.gamma if "returns" in include else None,
+            include=include,
+            delimiter=request.steps.delimiter if request.steps else None,
+            group_baseline=request.group_baseline,
+            base64=request.encoding == "base64",
+            has_baseline=self.runtime.engines.base is not None,
+            token_strings=self.runtime.tokenizer.token_strings,
+        )
+        results, cursor = [], 0
+        rewards: list[np.ndarray] = []
+        for item in prepared:
+            count = len(item.sequences)
+            sft, base = (
+                logprobs.sft[cursor : cursor + count],
+                logprobs.base[cursor : cursor + count],
+            )
+            cursor += count
+            results.append(item_result(item, sft, base, options))
+            rewards += [token_rewards(s, b, beta) for s, b in zip(sft, base, strict=True)]
+        completion_tokens = sum(len(s.completion_ids) for p in prepared for s in p.sequences)
+        models = ("sft", "base") if options.has_baseline else ("sft",)
+        record_usage(cursor, tokens, models, rewards, item_masks(prepared))
         return {
             "object": "token_rewards",
             "model": self.model_ref(beta),
             "results": results,
             "usage": {
-                "prompt_tokens": prompt_tokens,
+                "prompt_tokens": tokens - completion_tokens,
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "total_tokens": tokens,
             },
         }
 
     def model_ref(self, beta: float) -> dict[str, Any]:
         return {
             "sft": self.settings.sft_model,
-            "base": self.settings.base_model,
+            "base": self.settings.base_model if self.runtime.engines.base is not None else None,
             "beta": beta,
             "tokenizer_fingerprint": self.runtime.tokenizer.fingerprint,
         }
 
-    def _result(
-        self,
-        index: int,
-        request: TokenRewardsRequest,
-        item: PreparedItem,
-        sft: np.ndarray,
-        base: np.ndarray,
-        beta: float,
-        include: set[str],
-    ) -> dict[str, Any]:
-        for name, values in (("sft", sft), ("base", base)):
-            if len(values) != len(item.completion_ids):
-                raise ServerError(
-                    f"{name} engine returned {len(values)} log-probs for "
-                    f"{len(item.completion_ids)} tokens",
-                    code="engine_error",
-                    index=index,
-                )
-            check_finite(values, model=name, index=index)
-        gamma = request.gamma if "returns" in include else None
-        seq = sequence_rewards(sft, base, beta=beta, mask=item.mask, gamma=gamma)
-        result: dict[str, Any] = {
-            "index": index,
-            "id": request.items[index].id,
-            "num_tokens": len(item.completion_ids),
-            "eos_appended": item.eos_appended,
-            "token_ids": item.completion_ids,
-            # NaN (masked) serializes as null through orjson.
-            "rewards": seq.rewards,
-            "total_reward": seq.total,
-            "mean_reward": seq.mean,
-            "scored_tokens": seq.scored_tokens,
-        }
-        if "tokens" in include:
-            result["tokens"] = self.runtime.tokenizer.token_strings(item.completion_ids)
-        if "offsets" in include:
-            result["offsets"] = item.offsets
-        if "logprobs" in include:
-            result["sft_logprobs"] = sft
-            result["base_logprobs"] = base
-        if seq.returns is not None:
-            result["returns"] = seq.returns.astype(np.float32)
-        return result
+
+def item_masks(prepared: Sequence[PreparedItem]) -> list[np.ndarray | None]:
+    return [s.mask for p in prepared for s in p.sequences]
+
+
+def record_usage(
+    sequences: int,
+    tokens: int,
+    models: Sequence[str],
+    rewards: list[np.ndarray],
+    masks: list[np.ndarray | None],
+) -> None:
+    """Throughput and reward-drift metrics of one answered request (masked tokens left out)."""
+    metrics.ITEMS.inc(sequences)
+    for model in models:
+        metrics.TOKENS_SCORED.labels(model=model).inc(tokens)
+    scored = [r if m is None else r[m.astype(bool)] for r, m in zip(rewards, masks, strict=True)]
+    metrics.TOKEN_REWARD.observe_many(np.concatenate(scored))
+    metrics.SEQUENCE_REWARD.observe_many(np.array([np.sum(r, dtype=np.float64) for r in scored]))

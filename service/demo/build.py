@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,14 @@ MODEL_NAMES = ("base", "sft", "sft-half")
 THREADS = 2  # the reference machine; also fixes the order of float reductions
 
 
-def build_demo(out_dir: Path, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Build everything under `out_dir` (replacing it); return and write the report."""
-    config = DemoConfig(seed=seed)
+def build_demo(
+    out_dir: Path, seed: int = 0, progress: bool = True, config: DemoConfig | None = None
+) -> dict[str, Any]:
+    """Build everything under `out_dir` (replacing it); return and write the report.
+
+    `config` overrides the defaults (its seed is replaced by `seed`), e.g. a tiny build in tests.
+    """
+    config = replace(config or DemoConfig(), seed=seed)
     out_dir = Path(out_dir)
     # Built beside the target and renamed at the end: a half-built folder never looks finished.
     work = out_dir.with_name(out_dir.name + ".partial")
@@ -90,7 +95,9 @@ def build_demo(out_dir: Path, seed: int = 0, progress: bool = True) -> dict[str,
         seed=seed,
         config=asdict(config),
         sft_demonstrations=len(trained_on),
-        special_token_ids={t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens},
+        special_token_ids={
+            t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens
+        },
         timings_s={name: round(seconds, 1) for name, seconds in timings.items()},
         sha256={
             **{name: file_sha256(work / name / "model.safetensors") for name in MODEL_NAMES},

@@ -6,10 +6,9 @@ Pure text and `random.Random`: no tokenizer, no torch, so the task is easy to te
 
 from __future__ import annotations
 
+import pydoc_data.topics
 import random
 from collections.abc import Iterator
-
-import pydoc_data.topics
 
 INSTRUCTION = "Sort ascending:"
 MIN_LEN, MAX_LEN, MAX_NUMBER = 3, 8, 100  # lists of 3..8 numbers in 0..99

@@ -9,6 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
+from service import metrics
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreInput:
@@ -73,30 +75,48 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
     return first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+async def _counted(
+    engine: ScoringEngine, model: str, batch: Sequence[ScoreInput], request_id: str
+) -> list[np.ndarray]:
+    try:
+        return await engine.score(batch, request_id)
+    except Exception:  # cancellation is a BaseException: not an engine error
+        metrics.ENGINE_ERRORS.labels(model=model).inc()
+        raise
+
+
 class EnginePair:
     """The SFT and base engines; scores every batch under both models at the same time."""
 
-    def __init__(self, sft: ScoringEngine, base: ScoringEngine) -> None:
+    def __init__(self, sft: ScoringEngine, base: ScoringEngine | None) -> None:
         self.sft = sft
-        self.base = base
+        self.base = base  # None: no baseline, log pi_base taken as 0
+
+    @property
+    def engines(self) -> list[ScoringEngine]:
+        return [self.sft] if self.base is None else [self.sft, self.base]
 
     async def score(self, batch: Sequence[ScoreInput], request_id: str) -> PairLogprobs:
+        if self.base is None:
+            sft_only = await _counted(self.sft, "sft", batch, f"{request_id}-sft")
+            return PairLogprobs(sft=sft_only, base=[np.zeros_like(v) for v in sft_only])
         # A TaskGroup cancels the sibling when one engine fails, so no orphan work is left.
         try:
             async with asyncio.TaskGroup() as group:
-                sft = group.create_task(self.sft.score(batch, f"{request_id}-sft"))
-                base = group.create_task(self.base.score(batch, f"{request_id}-base"))
+                sft = group.create_task(_counted(self.sft, "sft", batch, f"{request_id}-sft"))
+                base = group.create_task(_counted(self.base, "base", batch, f"{request_id}-base"))
         except ExceptionGroup as errors:
             raise first_error(errors) from None
         return PairLogprobs(sft=sft.result(), base=base.result())
 
     async def check_health(self) -> None:
-        await self.sft.check_health()
-        await self.base.check_health()
+        for engine in self.engines:
+            await engine.check_health()
 
     async def shutdown(self) -> None:
         # Shut both down even if the first one fails to.
         try:
             await self.sft.shutdown()
         finally:
-            await self.base.shutdown()
+            if self.base is not None:
+                await self.base.shutdown()

@@ -29,10 +29,10 @@ def load_engine_pair(settings: Settings) -> LoadedPair:
     seconds: dict[str, float] = {}
     engines: list[ScoringEngine] = []
     try:
-        for role, model, revision in (
-            ("sft", settings.sft_model, settings.sft_revision),
-            ("base", settings.base_model, settings.base_revision),
-        ):
+        roles = [("sft", settings.sft_model, settings.sft_revision)]
+        if settings.baseline == "model":
+            roles.append(("base", settings.base_model, settings.base_revision))
+        for role, model, revision in roles:
             start = time.perf_counter()
             engines.append(_start_engine(settings, role, model, revision))
             seconds[role] = time.perf_counter() - start
@@ -41,7 +41,7 @@ def load_engine_pair(settings: Settings) -> LoadedPair:
         for engine in engines:
             _shutdown_quietly(engine)
         raise
-    return LoadedPair(EnginePair(engines[0], engines[1]), seconds)
+    return LoadedPair(EnginePair(engines[0], engines[1] if len(engines) > 1 else None), seconds)
 
 
 def _start_engine(settings: Settings, role: str, model: str, revision: str | None) -> ScoringEngine:

@@ -1,0 +1,1 @@
+"""Reward-quality evaluation: does the reward rank expert completions above corrupted ones?"""

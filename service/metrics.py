@@ -1,0 +1,136 @@
+"""Every Prometheus metric of the service, defined once (SPEC section 6).
+
+Base units, `_total` only on counters (prometheus-client appends it), bounded labels only:
+route templates, status codes, model roles, rejection reasons. A dedicated registry keeps
+the exposition to what the service owns (plus process metrics); vLLM's loggers are off.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+# From ~5 ms (a small dashboard item) to minutes (a large RL batch on a busy CPU).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TOKEN_REWARD_BUCKETS = (-10, -5, -2, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 2, 5, 10)
+SEQUENCE_REWARD_BUCKETS = (-200, -100, -50, -20, -10, -5, -2, 0, 2, 5, 10, 20, 50, 100, 200)
+
+REQUESTS = Counter(
+    "drs_requests",
+    "HTTP requests answered, by route template and status code.",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "drs_request_duration_seconds",
+    "Time from request received to response sent.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ITEMS = Counter("drs_items", "Items scored (one item = one completion).", registry=REGISTRY)
+TOKENS_SCORED = Counter(
+    "drs_tokens_scored",
+    "Tokens (prompt + completion) run through each model.",
+    ["model"],
+    registry=REGISTRY,
+)
+INFLIGHT_REQUESTS = Gauge(
+    "drs_inflight_requests", "Admitted requests not yet answered.", registry=REGISTRY
+)
+INFLIGHT_TOKENS = Gauge(
+    "drs_inflight_tokens",
+    "Tokens of admitted requests being scored or queued in the engines.",
+    registry=REGISTRY,
+)
+REJECTIONS = Counter(
+    "drs_rejections",
+    "Requests refused by admission control, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+ENGINE_ERRORS = Counter(
+    "drs_engine_errors",
+    "Scoring calls that failed inside an engine.",
+    ["model"],
+    registry=REGISTRY,
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "drs_model_load_seconds",
+    "Seconds it took to load each engine at start-up.",
+    ["model"],
+    registry=REGISTRY,
+)
+READY = Gauge(
+    "drs_ready", "1 when both engines are loaded and answering, else 0.", registry=REGISTRY
+)
+
+
+class BulkHistogram(Collector):
+    """A histogram fed whole numpy arrays at once.
+
+    A 64 x 1024-token request has 65k per-token rewards; observing them one by one in Python
+    would cost more than scoring them. numpy bins them in one call.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # last = above every bound
+        self.total = 0.0
+        self.lock = threading.Lock()
+
+    def observe_many(self, values: np.ndarray) -> None:
+        values = values[np.isfinite(values)]
+        # side="left": a value equal to a bound falls in that bound's bucket (le semantics).
+        slots = np.searchsorted(self.bounds, values, side="left")
+        counts = np.bincount(slots, minlength=len(self.counts))
+        with self.lock:
+            self.counts += counts
+            self.total += float(np.sum(values, dtype=np.float64))
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self.lock:
+            cumulative = np.cumsum(self.counts)
+            total = self.total
+        buckets = [
+            (repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative, strict=False)
+        ]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, total)
+        # prometheus-client drops _count and _sum when a bucket is negative (an OpenMetrics
+        # rule); the drift alert needs the mean, so the text format gets them anyway.
+        if not any(sample.name.endswith("_sum") for sample in family.samples):
+            family.samples.append(Sample(f"{self.name}_count", {}, float(cumulative[-1])))
+            family.samples.append(Sample(f"{self.name}_sum", {}, total))
+        yield family
+
+
+TOKEN_REWARD = BulkHistogram(
+    "drs_token_reward", "Per-token rewards handed out (watch for drift).", TOKEN_REWARD_BUCKETS
+)
+SEQUENCE_REWARD = BulkHistogram(
+    "drs_sequence_reward",
+    "Per-sequence total rewards handed out (watch for drift).",
+    SEQUENCE_REWARD_BUCKETS,
+)
+REGISTRY.register(TOKEN_REWARD)
+REGISTRY.register(SEQUENCE_REWARD)
