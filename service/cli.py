@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -36,24 +35,9 @@ def serve(ctx: typer.Context) -> None:
         typer.echo(f"invalid settings:\n{error}", err=True)
         raise typer.Exit(2) from error
     configure_logging(settings.log_format, settings.log_level)
+    from service.api.server import run_server
+
     run_server(settings)
-
-
-def run_server(settings: Settings) -> None:
-    import uvicorn
-
-    from service.api.app import create_app
-
-    # After a graceful shutdown uvicorn re-raises the signal that stopped it, which would end
-    # the process as "killed by SIGTERM". A completed drain is a clean exit: status 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # ours, configured above, for uvicorn's loggers too
-        access_log=False,
-    )
 
 
 @cli.command("build-demo")

@@ -102,6 +102,26 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="Upper bound on a request's own timeout_s."
     )
 
+    # Health, canary, drain.
+    health_interval_s: float = Field(
+        1.0, gt=0, description="How often the engines are asked whether they are alive."
+    )
+    canary_interval_s: float = Field(
+        5.0, gt=0, description="How often the canary item is re-scored and compared."
+    )
+    canary_timeout_s: float = Field(
+        10.0, gt=0, description="A canary unanswered this long makes /ready 503."
+    )
+    canary_tolerance: float = Field(
+        0.02, gt=0, description="Largest change of a canary log-prob since start-up."
+    )
+    exit_on_engine_failure: bool = Field(
+        True, description="Exit non-zero when an engine dies, so the orchestrator restarts us."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long admitted requests may take to finish."
+    )
+
     # HTTP, security, logs.
     host: str = Field("127.0.0.1", description="Bind address (loopback unless you mean it).")
     port: int = Field(8000, ge=0, le=65535, description="Bind port.")

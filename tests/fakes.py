@@ -10,6 +10,7 @@ import numpy as np
 from service.config import Settings
 from service.engines.base import EngineInfo, EnginePair, ScoreInput
 from service.engines.factory import LoadedPair
+from service.errors import EngineUnavailable
 
 
 class FakeEngine:
@@ -21,6 +22,7 @@ class FakeEngine:
         self.calls = 0
         self.cancelled = 0
         self.inflight = 0
+        self.alive = True
         self._info = EngineInfo(
             role=role,
             model=f"fake-{role}",
@@ -59,7 +61,8 @@ class FakeEngine:
             self.inflight -= 1
 
     async def check_health(self) -> None:
-        return None
+        if not self.alive:
+            raise EngineUnavailable(f"{self._info.role} engine is not running")
 
     async def shutdown(self) -> None:
         return None

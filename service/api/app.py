@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from service import __version__, metrics
 from service.api.errors import install_error_handlers
+from service.api.health import HealthMonitor, HealthState
 from service.api.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from service.api.routes import router
 from service.api.serving import RewardService
@@ -39,6 +40,9 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
             logger.error("refusing to start: %s", error)
             raise
         app.state.service = RewardService(runtime)
+        monitor = HealthMonitor(runtime.engines, runtime.tokenizer, settings, app.state.on_fatal)
+        await monitor.start()
+        app.state.health = monitor.state
         app.state.ready = True
         for model, seconds in runtime.load_seconds.items():
             metrics.MODEL_LOAD_SECONDS.labels(model=model).set(seconds)
@@ -48,6 +52,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
         finally:
             app.state.ready = False
             metrics.READY.set(0)
+            await monitor.stop()
             logger.info("shutting down engines")
             await runtime.engines.shutdown()
             logger.info("engines shut down")
@@ -61,6 +66,9 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
     )
     app.state.ready = False
     app.state.service = None
+    app.state.health = HealthState()
+    # Replaced by the server runner with a function that stops the process (exit status 1).
+    app.state.on_fatal = lambda reason: None
     app.include_router(router)
     install_error_handlers(app)
     keys = settings.all_api_keys()

@@ -32,9 +32,13 @@ class OrjsonResponse(Response):
 
 
 def get_service(request: Request) -> RewardService:
+    """The service, if it may take work now (loaded, not draining, engines healthy)."""
     service: RewardService | None = getattr(request.app.state, "service", None)
     if service is None or not request.app.state.ready:
         raise NotReady("the models are not loaded")
+    problem = request.app.state.health.problem()
+    if problem is not None:
+        raise problem
     return service
 
 
@@ -50,7 +54,7 @@ async def ready(request: Request) -> dict[str, str]:
         await service.runtime.engines.check_health()
     except ServiceError as error:
         metrics.READY.set(0)
-        raise NotReady(f"not ready: {error.message}") from error
+        raise NotReady(f"not ready: {error.message}", code=error.code) from error
     metrics.READY.set(1)
     return {"status": "ready"}
 
