@@ -12,6 +12,7 @@ from service import __version__, metrics
 from service.api.errors import install_error_handlers
 from service.api.health import HealthMonitor, HealthState
 from service.api.middleware import ApiKeyMiddleware, RequestContextMiddleware
+from service.api.openrlhf import router as openrlhf_router
 from service.api.routes import router
 from service.api.serving import RewardService
 from service.config import Settings
@@ -70,6 +71,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
     # Replaced by the server runner with a function that stops the process (exit status 1).
     app.state.on_fatal = lambda reason: None
     app.include_router(router)
+    app.include_router(openrlhf_router)
     install_error_handlers(app)
     keys = settings.all_api_keys()
     if keys:
