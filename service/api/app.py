@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from service import __version__, metrics
 from service.api.errors import install_error_handlers
@@ -21,6 +23,8 @@ from service.errors import StartupError
 from service.runtime import EngineFactory, load_runtime
 
 logger = logging.getLogger(__name__)
+
+UI_DIR = Path(__file__).resolve().parents[1] / "ui"
 
 
 def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_pair) -> FastAPI:
@@ -72,6 +76,8 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
     app.state.on_fatal = lambda reason: None
     app.include_router(router)
     app.include_router(openrlhf_router)
+    # The heatmap page: static files, no build step, no CDN. Its API calls carry the key.
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     install_error_handlers(app)
     keys = settings.all_api_keys()
     if keys:

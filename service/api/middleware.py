@@ -23,6 +23,12 @@ from service.logs import request_id_var
 logger = logging.getLogger("service.access")
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# The page's static files hold no data; the page sends the key with its API calls.
+OPEN_PREFIXES = ("/ui/",)
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path == "/ui" or path.startswith(OPEN_PREFIXES)
 
 
 class RequestContextMiddleware:
@@ -87,7 +93,7 @@ class ApiKeyMiddleware:
         self._hashes = [hash_key(key) for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or is_open(scope["path"]) or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         # One message whatever failed (no header, wrong scheme, wrong key): leak nothing.

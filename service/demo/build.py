@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from service.demo import task
 from service.demo.evaluate import evaluate, heldout_pairs
@@ -34,6 +35,7 @@ from service.demo.train import DemoConfig, new_model, train_base, train_sft
 logger = logging.getLogger(__name__)
 
 MODEL_NAMES = ("base", "sft", "sft-half")
+MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors"}
 THREADS = 2  # the reference machine; also fixes the order of float reductions
 
 
@@ -106,6 +108,7 @@ def build_demo(
         versions={"torch": torch.__version__, "transformers": transformers_version()},
     )
     (work / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    check_same_tokenizer([work / name for name in MODEL_NAMES])
     shutil.rmtree(out_dir, ignore_errors=True)
     work.rename(out_dir)
     logger.info(
@@ -128,20 +131,36 @@ def deterministic_torch(seed: int) -> Iterator[None]:
     """Seeded, deterministic, 2-thread torch for the build; the caller's settings restored."""
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
+    bars = hf_logging.is_progress_bar_enabled()
     torch.manual_seed(seed)
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
+    hf_logging.disable_progress_bar()  # ours is the one bar; saving and loading are instant
     try:
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
     """A standard model folder: config, safetensors weights, generation config, tokenizer."""
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    for file in path.iterdir():
+        # safetensors writes 0600; a non-root server reading a read-only mount needs 0644.
+        file.chmod(0o644)
+
+
+def check_same_tokenizer(folders: list[Path]) -> None:
+    """The service refuses pairs whose tokenizers differ: prove ours are byte-identical."""
+    names = sorted(f.name for f in folders[0].iterdir() if f.name not in MODEL_FILES)
+    for folder in folders[1:]:
+        for name in names:
+            if (folder / name).read_bytes() != (folders[0] / name).read_bytes():
+                raise RuntimeError(f"{folder / name} differs from {folders[0] / name}")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -123,25 +123,24 @@ def pairwise_accuracy(pairs: list[Pair], scores: list[float]) -> dict[str, float
 def greedy_correct(
     model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
 ) -> float:
-    """Fraction of prompts whose greedy answer is the correct sort.
+    """Fraction of prompts whose greedy answer, ended by EOS, is the correct sort.
 
-    Prompts are batched by token length, so no padding (and no padding bugs) is involved.
+    Prompts are batched by token length, so no padding (and no padding bugs) is involved;
+    answers are short enough to recompute the whole prefix at each step.
     """
     by_length: dict[int, list[tuple[str, list[int]]]] = defaultdict(list)
     for prompt in prompts:
-        ids = chat_prompt_ids(tokenizer, prompt)
-        by_length[len(ids)].append((prompt, ids))
+        prompt_ids = chat_prompt_ids(tokenizer, prompt)
+        by_length[len(prompt_ids)].append((prompt, prompt_ids))
     correct = 0
     for length, group in by_length.items():
-        out = model.generate(
-            torch.tensor([ids for _, ids in group]),
-            attention_mask=torch.ones(len(group), length, dtype=torch.long),
-            max_new_tokens=task.MAX_LEN + 4,
-            do_sample=False,
-        )
-        for (prompt, _), row in zip(group, out[:, length:].tolist(), strict=True):
+        batch = torch.tensor([prompt_ids for _, prompt_ids in group])
+        for _ in range(task.MAX_LEN + 4):
+            next_ids = model(input_ids=batch).logits[:, -1].argmax(dim=-1, keepdim=True)
+            batch = torch.cat([batch, next_ids], dim=1)
+        for (prompt, _), row in zip(group, batch[:, length:].tolist(), strict=True):
             if tokenizer.eos_token_id not in row:
                 continue  # an answer that never ends is not a correct answer
             text = tokenizer.decode(row[: row.index(tokenizer.eos_token_id)])
-            correct += task.is_correct(prompt, text)
+            correct += task.is_correct(prompt, str(text))
     return round(correct / len(prompts), 4)

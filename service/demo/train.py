@@ -22,19 +22,19 @@ class DemoConfig:
     seed: int = 0
     vocab_size: int = 1024
     hidden_size: int = 128
-    num_layers: int = 2
+    num_layers: int = 3
     num_heads: int = 2  # head_dim 64: vLLM's CPU attention kernels reject smaller heads
     intermediate_size: int = 512
     context: int = 2048  # positions in the config; training sequences are far shorter
-    base_steps: int = 500
-    base_batch: int = 24
+    base_steps: int = 200
+    base_batch: int = 16
     base_seq_len: int = 128
     base_lr: float = 2e-3
-    sft_steps: int = 700  # one pass: sft_steps * sft_batch distinct demonstrations
+    sft_steps: int = 1100  # one pass: sft_steps * sft_batch distinct demonstrations
     sft_batch: int = 48
-    sft_lr: float = 1e-3
+    sft_lr: float = 2.5e-3
     sft_decay: float = 0.2  # the last fifth anneals the rate; the midpoint is before that
-    eval_pairs: int = 600
+    eval_pairs: int = 1200
     greedy_prompts: int = 200
 
 
