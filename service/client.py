@@ -170,13 +170,22 @@ class _Base:
         TokenRewardsRequest.model_validate(body)  # the server's own schema: fail before sending
         return body
 
-    def _done(self, response: httpx.Response, offset: int) -> list[dict[str, Any]] | None:
-        """Results if the answer is final and good; raise if final and bad; None to retry."""
-        if response.status_code == 200:
-            return [decode_result(r) for r in response.json()["results"]]
-        if response.status_code in RETRY_STATUSES:
-            return None
-        raise error_from(response, offset)
+    def _decide(
+        self, response: httpx.Response | None, attempt: int, offset: int, count: int
+    ) -> tuple[str, Any]:
+        """What to do with an answer: ("done", results), ("split", half) or ("retry", delay).
+
+        Raises the typed error when the answer is final and bad.
+        """
+        if response is not None:
+            if response.status_code == 200:
+                return "done", [decode_result(r) for r in response.json()["results"]]
+            too_large = response.status_code == 413 and "too_many" in response.text
+            if too_large and count > 1:
+                return "split", count // 2
+            if response.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+                raise error_from(response, offset)
+        return "retry", retry_delay(response, attempt, self.backoff_s)
 
 
 class RewardClient(_Base):
@@ -225,28 +234,20 @@ class RewardClient(_Base):
     def _send(self, offset: int, items: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
         body = self._body(items, options)
         for attempt in range(self.max_retries + 1):
-            response: httpx.Response | None = None
+            response = None
             try:
                 response = self.http.post("/v1/token_rewards", json=body)
             except httpx.TransportError:
                 if attempt == self.max_retries:
                     raise
-            if response is not None:
-                if self._too_large(response) and len(items) > 1:
-                    half = len(items) // 2
-                    return self._send(offset, items[:half], options) + self._send(
-                        offset + half, items[half:], options
-                    )
-                if (results := self._done(response, offset)) is not None:
-                    return results
-                if attempt == self.max_retries:
-                    raise error_from(response, offset)
-            time.sleep(retry_delay(response, attempt, self.backoff_s))
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _too_large(response: httpx.Response) -> bool:
-        return response.status_code == 413 and "too_many" in response.text
+            action, value = self._decide(response, attempt, offset, len(items))
+            if action == "done":
+                return list(value)
+            if action == "split":
+                first = self._send(offset, items[:value], options)
+                return first + self._send(offset + value, items[value:], options)
+            time.sleep(value)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class AsyncRewardClient(_Base):
@@ -297,23 +298,20 @@ class AsyncRewardClient(_Base):
     ) -> list[dict[str, Any]]:
         body = self._body(items, options)
         for attempt in range(self.max_retries + 1):
-            response: httpx.Response | None = None
+            response = None
             try:
                 response = await self.http.post("/v1/token_rewards", json=body)
             except httpx.TransportError:
                 if attempt == self.max_retries:
                     raise
-            if response is not None:
-                if RewardClient._too_large(response) and len(items) > 1:
-                    half = len(items) // 2
-                    first = await self._send(offset, items[:half], options)
-                    return first + await self._send(offset + half, items[half:], options)
-                if (results := self._done(response, offset)) is not None:
-                    return results
-                if attempt == self.max_retries:
-                    raise error_from(response, offset)
-            await asyncio.sleep(retry_delay(response, attempt, self.backoff_s))
-        raise AssertionError("unreachable")
+            action, value = self._decide(response, attempt, offset, len(items))
+            if action == "done":
+                return list(value)
+            if action == "split":
+                first = await self._send(offset, items[:value], options)
+                return first + await self._send(offset + value, items[value:], options)
+            await asyncio.sleep(value)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 __all__ = [
