@@ -90,7 +90,9 @@ def build_demo(
         mark = time.perf_counter()
         pairs = heldout_pairs(stream(seed, "heldout"), trained_on, config.eval_pairs)
         write_jsonl(work / "heldout_pairs.jsonl", pairs)
-        report = evaluate(work, tokenizer, pairs, config.greedy_prompts)
+        other_rng = stream(seed, "other-tasks")
+        other = [task.other_task(other_rng) for _ in range(config.greedy_prompts)]
+        report = evaluate(work, tokenizer, pairs, config.greedy_prompts, other)
         timings["eval"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     report.update(

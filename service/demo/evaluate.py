@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,17 @@ def heldout_pairs(rng: random.Random, exclude: set[str], count: int) -> list[Pai
 
 
 def evaluate(
-    folder: Path, tokenizer: PreTrainedTokenizerFast, pairs: list[Pair], greedy_prompts: int
+    folder: Path,
+    tokenizer: PreTrainedTokenizerFast,
+    pairs: list[Pair],
+    greedy_prompts: int,
+    other_tasks: list[task.Chat],
 ) -> dict[str, Any]:
-    """Pairwise accuracy of the total reward against each baseline, and greedy correctness."""
+    """Pairwise accuracy of the total reward against each baseline, and greedy correctness.
+
+    Greedy answers to `other_tasks` (copy, reverse, count, ...) show what base knows and how
+    much of it SFT forgot.
+    """
     models = {
         name: LlamaForCausalLM.from_pretrained(folder / name, dtype=torch.float32).eval()
         for name in ("sft", *BASELINES)
@@ -79,9 +87,17 @@ def evaluate(
     # Likelihood under SFT alone, for comparison: what the baseline subtraction adds or costs.
     report["accuracy"]["sft_logprob_only"] = pairwise_accuracy(pairs, totals["sft"])["all"]
     prompts = [pair["messages"][0]["content"] for pair in pairs[:greedy_prompts]]
-    report["greedy_correct"] = {
-        name: greedy_correct(models[name], tokenizer, prompts) for name in ("sft", *BASELINES)
-    }
+    report["greedy_correct"] = {}
+    report["other_tasks_greedy_correct"] = {}
+    for name in ("sft", *BASELINES):
+        answers = greedy_answers(models[name], tokenizer, prompts)
+        report["greedy_correct"][name] = fraction(
+            a is not None and task.is_correct(p, a) for p, a in zip(prompts, answers, strict=True)
+        )
+        answers = greedy_answers(models[name], tokenizer, [p for p, _ in other_tasks])
+        report["other_tasks_greedy_correct"][name] = fraction(
+            a == expected for (_, expected), a in zip(other_tasks, answers, strict=True)
+        )
     return report
 
 
@@ -120,27 +136,30 @@ def pairwise_accuracy(pairs: list[Pair], scores: list[float]) -> dict[str, float
 
 
 @torch.inference_mode()
-def greedy_correct(
+def greedy_answers(
     model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
-) -> float:
-    """Fraction of prompts whose greedy answer, ended by EOS, is the correct sort.
+) -> list[str | None]:
+    """Greedy answers, cut at EOS; None where no EOS came (an answer that never ends).
 
     Prompts are batched by token length, so no padding (and no padding bugs) is involved;
     answers are short enough to recompute the whole prefix at each step.
     """
-    by_length: dict[int, list[tuple[str, list[int]]]] = defaultdict(list)
-    for prompt in prompts:
+    by_length: dict[int, list[tuple[int, list[int]]]] = defaultdict(list)
+    for index, prompt in enumerate(prompts):
         prompt_ids = chat_prompt_ids(tokenizer, prompt)
-        by_length[len(prompt_ids)].append((prompt, prompt_ids))
-    correct = 0
+        by_length[len(prompt_ids)].append((index, prompt_ids))
+    answers: list[str | None] = [None] * len(prompts)
     for length, group in by_length.items():
         batch = torch.tensor([prompt_ids for _, prompt_ids in group])
         for _ in range(task.MAX_LEN + 4):
             next_ids = model(input_ids=batch).logits[:, -1].argmax(dim=-1, keepdim=True)
             batch = torch.cat([batch, next_ids], dim=1)
-        for (prompt, _), row in zip(group, batch[:, length:].tolist(), strict=True):
-            if tokenizer.eos_token_id not in row:
-                continue  # an answer that never ends is not a correct answer
-            text = tokenizer.decode(row[: row.index(tokenizer.eos_token_id)])
-            correct += task.is_correct(prompt, str(text))
-    return round(correct / len(prompts), 4)
+        for (index, _), row in zip(group, batch[:, length:].tolist(), strict=True):
+            if tokenizer.eos_token_id in row:
+                answers[index] = str(tokenizer.decode(row[: row.index(tokenizer.eos_token_id)]))
+    return answers
+
+
+def fraction(flags: Iterable[bool]) -> float:
+    values = list(flags)
+    return round(sum(values) / max(1, len(values)), 4)

@@ -30,7 +30,7 @@ class DemoConfig:
     base_batch: int = 16
     base_seq_len: int = 128
     base_lr: float = 2e-3
-    sft_steps: int = 1100  # one pass: sft_steps * sft_batch distinct demonstrations
+    sft_steps: int = 1000  # one pass: sft_steps * sft_batch distinct demonstrations
     sft_batch: int = 48
     sft_lr: float = 2.5e-3
     sft_decay: float = 0.2  # the last fifth anneals the rate; the midpoint is before that
