@@ -52,8 +52,20 @@ def workload(items: int, prompt_len: int, completion_len: int, vocab: int) -> di
 def run_backend(backend: str, demo: Path, args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     command = [
-        sys.executable, "-m", "service", "serve", "--backend", backend, "--port", str(port),
-        "--sft-model", str(demo / "sft"), "--base-model", str(demo / "base"), "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "service",
+        "serve",
+        "--backend",
+        backend,
+        "--port",
+        str(port),
+        "--sft-model",
+        str(demo / "sft"),
+        "--base-model",
+        str(demo / "base"),
+        "--log-level",
+        "warning",
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
