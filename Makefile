@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval browser screenshot clean
 
 install: $(STAMP)
 
@@ -45,12 +45,20 @@ run-transformers: install demo
 	$(DRS) serve --host $(HOST) --port $(PORT) --backend transformers \
 		--sft-model $(DEMO)/sft --base-model $(DEMO)/base --log-format text
 
-test: install demo
+test: install demo browser
 	$(PY) -m pytest
 
 # Everything but the vLLM-engine tier (seconds, not minutes).
-test-fast: install demo
+test-fast: install demo browser
 	$(PY) -m pytest -m "not vllm"
+
+# Debian's chromium for the /ui browser tests (installed only when missing).
+browser:
+	scripts/install_browser.sh
+
+# Regenerates docs/heatmap.png (1200 px wide) from the UI test.
+screenshot: install demo browser
+	DRS_UI_SCREENSHOT=docs/heatmap.png $(PY) -m pytest tests/test_ui.py -q
 
 # Reward-quality eval of the demo pair against each baseline (base, sft-half, none):
 # results/eval.json + eval.png (base) and results/ablation.md (the README table).
