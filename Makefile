@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval browser screenshot clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -45,12 +45,24 @@ run-transformers: install demo
 	$(DRS) serve --host $(HOST) --port $(PORT) --backend transformers \
 		--sft-model $(DEMO)/sft --base-model $(DEMO)/base --log-format text
 
-test: install demo browser
+test: install demo browser tools
 	$(PY) -m pytest
 
 # Everything but the vLLM-engine tier (seconds, not minutes).
-test-fast: install demo browser
+test-fast: install demo browser tools
 	$(PY) -m pytest -m "not vllm"
+
+# promtool (Debian's prometheus package, unpacked into .tools/) for tests/test_deploy.py.
+tools:
+	scripts/install_tools.sh
+
+# Dockerfiles, k8s overlays, alert rules, dashboard (seconds).
+test-deploy: install tools
+	$(PY) -m pytest tests/test_deploy.py
+
+lint-deploy: install
+	$(VENV)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu
+	$(VENV)/bin/yamllint --strict -c deploy/yamllint.yaml k8s deploy
 
 # Debian's chromium for the /ui browser tests (installed only when missing).
 browser:
@@ -75,4 +87,4 @@ format: install
 	$(VENV)/bin/ruff check --fix service tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -176,3 +176,11 @@ def test_group_equals_single_items_on_the_real_engine(client: httpx.Client) -> N
     # The sorted answer earns the highest total reward and a positive group score.
     scores = group["results"][0]["group"]["scores"]
     assert scores[0] == max(scores) and scores[0] > 0
+
+
+def test_default_cpu_binds_split_the_real_core_ids() -> None:
+    from service.engines.vllm_engine import default_cpu_binds
+
+    assert default_cpu_binds([0, 1]) == ("0", "1")
+    assert default_cpu_binds([4, 5, 6, 7]) == ("4,5", "6,7")  # a cpuset that starts at 4
+    assert default_cpu_binds([3]) == ("3", "3")

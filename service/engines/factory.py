@@ -20,8 +20,11 @@ class LoadedPair:
     load_seconds: dict[str, float]
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def usable_cores() -> list[int]:
+    """The core ids this process may run on (its cpuset), in order."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 def load_engine_pair(settings: Settings) -> LoadedPair:

