@@ -81,3 +81,22 @@ def test_verl_compute_score_and_token_tensor(url: str, monkeypatch: pytest.Monke
     assert tensor[0, : len(good["dense_rewards"])].sum() == pytest.approx(good["score"], abs=1e-4)
     assert tensor[1, 2:].sum() == 0
     verl.client.cache_clear()
+
+
+@pytest.mark.parametrize("script", ["openrlhf_remote_rm.py", "verl_reward.py"])
+def test_examples_run_against_a_live_server(url: str, script: str) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "DRS_REWARD_URL": url, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), "--url", url]
+        if script.startswith("openrlhf")
+        else [sys.executable, str(ROOT / "examples" / script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "score" in done.stdout or "rewards" in done.stdout
