@@ -86,3 +86,21 @@ def test_unmatched_routes_share_one_label(client: httpx.Client) -> None:
         value(after, "drs_requests_total", **labels) - value(before, "drs_requests_total", **labels)
         == 2
     )
+
+
+def test_promtool_accepts_a_real_scrape(client: httpx.Client) -> None:
+    import subprocess
+
+    from tests.test_deploy import find_tool
+
+    body = {"items": [{"prompt_token_ids": [1, 2], "completion_token_ids": [3, 4]}]}
+    assert client.post(URL, json=body).status_code == 200
+    scrape_text = client.get("/metrics").text
+    done = subprocess.run(
+        [find_tool("promtool"), "check", "metrics"],
+        input=scrape_text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
