@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -134,7 +135,10 @@ class VLLMScoringEngine:
             vocab_size=int(model_config.get_vocab_size()),
             extra={"cpu_threads_bind": cpu_threads_bind} if cpu else {},
         )
-        return cls(role, engine, info, supports_token_id_path(engine))
+        token_id_path = supports_token_id_path(engine)
+        caching = bool(getattr(engine.vllm_config.cache_config, "enable_prefix_caching", False))
+        info = replace(info, prefix_sharing=token_id_path and caching)
+        return cls(role, engine, info, token_id_path)
 
     @property
     def info(self) -> EngineInfo:
@@ -198,6 +202,10 @@ class VLLMScoringEngine:
             prompt_logprob_start=len(item.prompt_ids) - 1,
             detokenize=False,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            # Only rows from the start row on are scored, so a cached prompt prefix may be
+            # reused: a GRPO group's shared prompt is prefilled once. When a cache hit reaches
+            # past the start row vLLM returns None and the general path answers instead.
+            skip_reading_prefix_cache=False,
         )
 
     def _completion_logprobs(self, output: Any, item: ScoreInput) -> np.ndarray:
