@@ -78,8 +78,8 @@ eval: install demo
 	$(DRS) ablation data/demo_heldout_pairs.jsonl --demo $(DEMO) --out results
 
 lint: install
-	$(VENV)/bin/ruff check service tests
-	$(VENV)/bin/ruff format --check service tests
+	$(VENV)/bin/ruff check service tests loadtest bench examples
+	$(VENV)/bin/ruff format --check service tests loadtest bench examples
 	$(VENV)/bin/mypy
 
 format: install

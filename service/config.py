@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     )
 
     # Requests and admission.
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Request body size (413 above, before parsing)."
+    )
     max_items_per_request: int = Field(512, ge=1, description="Items in one request (413 above).")
     max_group_size: int = Field(64, ge=1, description="Completions in one group item.")
     max_tokens_per_request: int = Field(

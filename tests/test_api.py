@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from service.api.app import create_app
@@ -26,7 +27,7 @@ URL = "/v1/token_rewards"
 @pytest.fixture(scope="module")
 def api(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[tuple[httpx.Client, Any]]:
     pair, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(max_items_per_request=8, max_model_len=256)
+    settings = settings_for(max_items_per_request=8, max_model_len=256, max_body_bytes=64 * 1024)
     with (
         thread_server(create_app(settings, engine_factory=factory)) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
@@ -270,6 +271,25 @@ def test_unknown_route_and_method_use_the_error_shape(api: tuple[httpx.Client, A
     client, _ = api
     assert error_of(client.get("/nope"))["code"] == "not_found"
     assert error_of(client.get(URL))["code"] == "method_not_allowed"
+    assert client.get(URL).headers["allow"] == "POST"
+
+
+def test_body_over_the_byte_limit_is_413_before_parsing(api: tuple[httpx.Client, Any]) -> None:
+    client, _ = api
+    body = orjson.dumps({"items": [{"prompt": "x", "completion": "y"}], "pad": "z" * 70_000})
+    declared = client.post(URL, content=body, headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    assert error_of(declared)["code"] == "body_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    streamed = client.post(URL, content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert error_of(streamed)["code"] == "body_too_large"
+    # Under the limit, the same route still answers.
+    assert post(client, {"items": [{"prompt": "x", "completion": "y"}]}).status_code == 200
 
 
 def test_matching_fingerprint_is_accepted(api: tuple[httpx.Client, Any]) -> None:

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from service import __version__, metrics
 from service.api.errors import install_error_handlers
 from service.api.health import HealthMonitor, HealthState
-from service.api.middleware import ApiKeyMiddleware, RequestContextMiddleware
+from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from service.api.openrlhf import router as openrlhf_router
 from service.api.routes import router
 from service.api.serving import RewardService
@@ -79,6 +79,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = load_engine_p
     # The heatmap page: static files, no build step, no CDN. Its API calls carry the key.
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.all_api_keys()
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from service.errors import InvalidRequest, MalformedRequest, Overloaded, Service
 logger = logging.getLogger(__name__)
 
 
-def error_response(error: ServiceError) -> Response:
+def error_response(error: ServiceError, headers: Mapping[str, str] | None = None) -> Response:
     body = {
         "error": {
             "code": error.code,
@@ -25,7 +26,7 @@ def error_response(error: ServiceError) -> Response:
             "field": error.field,
         }
     }
-    headers = {}
+    headers = dict(headers or {})
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, Unauthorized):
@@ -78,7 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         wrapped = ServiceError(str(error.detail), code=code)
         wrapped.status = error.status_code  # type: ignore[misc]
-        return error_response(wrapped)
+        # Keep the exception's headers: a 405 must carry Allow (RFC 9110).
+        return error_response(wrapped, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> Response:

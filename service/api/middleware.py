@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, timing header, one log line per request, API keys.
+"""Pure ASGI middleware: request id, timing header, one log line per request, API keys, body size.
 
 Pure ASGI (not BaseHTTPMiddleware) so that a client disconnect still cancels the route.
 """
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.api.errors import error_response
-from service.errors import Unauthorized
+from service.errors import PayloadTooLarge, Unauthorized
 from service.logs import request_id_var
 
 logger = logging.getLogger("service.access")
@@ -105,3 +105,51 @@ class ApiKeyMiddleware:
         presented = hash_key(key.strip())
         matches = [hmac.compare_digest(presented, known) for known in self._hashes]
         return scheme.lower() == "bearer" and any(matches)
+
+
+class BodyLimitMiddleware:
+    """Refuses a body over `max_bytes` with 413 before it is read into memory or parsed.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it arrives,
+    and past the limit we answer 413 ourselves and tell the app the client left (an exception
+    raised here would reach FastAPI's body parser, which turns every error into a 400).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received, refused = 0, False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # the 413 is the answer; drop whatever the app says after it
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.REJECTIONS.labels(reason="body_too_large").inc()
+        error = PayloadTooLarge(
+            f"the request body exceeds max_body_bytes={self.max_bytes}", code="body_too_large"
+        )
+        await error_response(error)(scope, receive, send)

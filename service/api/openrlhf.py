@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.cancellation import cancel_on_disconnect
 from service.api.routes import ERROR_RESPONSES, OrjsonResponse, get_service
-from service.api.schemas import TokenRewardsRequest
+from service.api.schemas import Text, TokenRewardsRequest
 from service.errors import InvalidRequest
 
 router = APIRouter()
@@ -26,8 +26,8 @@ router = APIRouter()
 
 class OpenRLHFRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # OpenRLHF may add fields; they are ignored
-    query: list[StrictStr] = Field(..., min_length=1)
-    prompts: list[StrictStr] | None = None
+    query: list[Text] = Field(..., min_length=1)
+    prompts: list[Text] | None = None
     labels: list[Any] | None = None
 
 

@@ -2,20 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 INCLUDE_OPTIONS = ("tokens", "offsets", "logprobs", "returns")
 DEFAULT_INCLUDE = ["logprobs"]
+
+
+def _unicode_text(value: str) -> str:
+    # JSON may carry a lone surrogate escape ("\ud800"): valid JSON, but not text that can be
+    # tokenized or echoed back. Refuse it here, with the item's index, not deep inside.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"not valid Unicode text ({error.reason})") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_unicode_text)]
+
+
+def _unicode_everywhere(value: object) -> None:
+    """Every string in a JSON value (keys too) is valid Unicode text."""
+    if isinstance(value, str):
+        _unicode_text(value)
+    elif isinstance(value, list):
+        for element in value:
+            _unicode_everywhere(element)
+    elif isinstance(value, dict):
+        for key, element in value.items():
+            _unicode_everywhere(key)
+            _unicode_everywhere(element)
 
 
 class ChatMessage(BaseModel):
     """One chat message; extra keys (name, tool_calls, ...) go to the chat template as given."""
 
     model_config = ConfigDict(extra="allow")
-    role: StrictStr
-    content: StrictStr | None = None
+    role: Text
+    content: Text | None = None
+
+    @model_validator(mode="after")
+    def _extra_text_is_unicode(self) -> ChatMessage:
+        _unicode_everywhere(self.model_extra or {})
+        return self
 
 
 StepSpan = tuple[StrictInt, StrictInt]
@@ -25,11 +65,11 @@ class GroupCompletion(BaseModel):
     """One member of a group, when it needs more than its text or ids (mask, id, spans)."""
 
     model_config = ConfigDict(extra="forbid")
-    completion: StrictStr | None = None
+    completion: Text | None = None
     completion_token_ids: list[StrictInt] | None = None
     mask: list[Literal[0, 1]] | None = None
     step_spans: list[StepSpan] | None = None
-    id: StrictStr | None = Field(None, max_length=256)
+    id: Text | None = Field(None, max_length=256)
 
 
 class RewardItem(BaseModel):
@@ -37,14 +77,14 @@ class RewardItem(BaseModel):
     completion_token_ids / completions (a group: one prompt, several completions)."""
 
     model_config = ConfigDict(extra="forbid")
-    prompt: StrictStr | None = Field(None, description="Prompt text, tokenized with BOS etc.")
+    prompt: Text | None = Field(None, description="Prompt text, tokenized with BOS etc.")
     messages: list[ChatMessage] | None = Field(
         None, min_length=1, description="Chat messages, rendered with the SFT chat template."
     )
     prompt_token_ids: list[StrictInt] | None = Field(None, description="Prompt token ids.")
-    completion: StrictStr | None = Field(None, description="Completion text (no special tokens).")
+    completion: Text | None = Field(None, description="Completion text (no special tokens).")
     completion_token_ids: list[StrictInt] | None = Field(None, description="Completion ids.")
-    completions: list[StrictStr | list[StrictInt] | GroupCompletion] | None = Field(
+    completions: list[Text | list[StrictInt] | GroupCompletion] | None = Field(
         None,
         description="A group: completions of this one prompt (text, token ids, or objects). "
         "The result holds one result per completion plus group statistics.",
@@ -56,12 +96,12 @@ class RewardItem(BaseModel):
     step_spans: list[StepSpan] | None = Field(
         None, description="Explicit steps: half-open token ranges [start, end), in order."
     )
-    id: StrictStr | None = Field(None, max_length=256, description="Echoed in the result.")
+    id: Text | None = Field(None, max_length=256, description="Echoed in the result.")
 
 
 class StepOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    delimiter: StrictStr = Field(..., min_length=1, description='Step separator, e.g. "\n\n".')
+    delimiter: Text = Field(..., min_length=1, description='Step separator, e.g. "\n\n".')
 
 
 class TokenRewardsRequest(BaseModel):
@@ -78,11 +118,11 @@ class TokenRewardsRequest(BaseModel):
         1.0, ge=0, le=1, allow_inf_nan=False, description="Discount of `returns`."
     )
     append_eos: bool = Field(False, description="Append (and score) EOS unless already last.")
-    include: list[StrictStr] = Field(
+    include: list[Text] = Field(
         default_factory=lambda: list(DEFAULT_INCLUDE),
         description=f"Optional per-token arrays: any of {', '.join(INCLUDE_OPTIONS)}.",
     )
-    tokenizer_fingerprint: StrictStr | None = Field(
+    tokenizer_fingerprint: Text | None = Field(
         None, description="If set and different from the server's: 409."
     )
     timeout_s: StrictFloat | None = Field(
@@ -99,21 +139,53 @@ class TokenRewardsRequest(BaseModel):
     )
 
 
+# With "encoding": "base64" a per-token array is one base64 string of little-endian float32
+# (int32 for ids and offsets) instead of a JSON list; README "Compact arrays" has the decoder.
+Base64Array = Annotated[str, Field(description="base64 little-endian float32 (ids: int32)")]
+
+
+class StepResult(BaseModel):
+    token_span: tuple[int, int]
+    char_span: tuple[int, int] | None
+    reward: float
+    scored_tokens: int
+
+
 class TokenRewardResult(BaseModel):
+    """One completion's result: a single item's, or one member of a group."""
+
     index: int
     id: str | None
     num_tokens: int
     eos_appended: bool
-    token_ids: list[int]
-    rewards: list[float | None]
+    token_ids: list[int] | Base64Array
+    rewards: list[float | None] | Base64Array
     total_reward: float
     mean_reward: float | None
     scored_tokens: int
     tokens: list[str] | None = None
-    offsets: list[tuple[int, int]] | None = None
-    sft_logprobs: list[float] | None = None
-    base_logprobs: list[float] | None = None
-    returns: list[float | None] | None = None
+    offsets: list[tuple[int, int]] | Base64Array | None = None
+    sft_logprobs: list[float] | Base64Array | None = None
+    base_logprobs: list[float] | Base64Array | None = None
+    returns: list[float | None] | Base64Array | None = None
+    steps: list[StepResult] | None = None
+
+
+class GroupStats(BaseModel):
+    size: int
+    mean_total_reward: float
+    std_total_reward: float
+    baseline: Literal["mean", "leave_one_out"] | None = None
+    scores: list[float | None] | None = None
+
+
+class GroupResult(BaseModel):
+    """A group item's result: its completions' results, in order, and group statistics."""
+
+    index: int
+    id: str | None
+    completions: list[TokenRewardResult]
+    group: GroupStats
 
 
 class ModelRef(BaseModel):
@@ -132,7 +204,7 @@ class Usage(BaseModel):
 class TokenRewardsResponse(BaseModel):
     object: Literal["token_rewards"] = "token_rewards"
     model: ModelRef
-    results: list[TokenRewardResult]
+    results: list[TokenRewardResult | GroupResult]
     usage: Usage
 
 

@@ -47,13 +47,19 @@ def text_steps(text: str, delimiter: str) -> list[Span]:
 def tokens_per_step(offsets: Sequence[Span], char_spans: Sequence[Span]) -> list[Span]:
     """Token spans: a token goes to the step containing its first character.
 
-    Zero-width tokens (an appended EOS) and tokens past the text go to the last step.
+    A zero-width token inside the text (a later byte of a multi-byte character) has no first
+    character: it stays in the step of the token before it. Tokens at or past the end of the
+    text (an appended EOS) go to the last step.
     """
     starts = np.asarray([start for start, _ in offsets], dtype=np.int64)
     step_ends = np.asarray([end for _, end in char_spans], dtype=np.int64)
-    owner = np.searchsorted(step_ends, starts, side="right")
-    widths = np.asarray([end - start for start, end in offsets], dtype=np.int64)
-    owner = np.where((widths == 0) | (owner >= len(char_spans)), len(char_spans) - 1, owner)
+    owner = np.minimum(np.searchsorted(step_ends, starts, side="right"), len(char_spans) - 1)
+    text_end = step_ends[-1]
+    for t, (start, end) in enumerate(offsets):
+        if start >= text_end:
+            owner[t] = len(char_spans) - 1
+        elif start == end and t > 0:
+            owner[t] = owner[t - 1]
     bounds = np.searchsorted(owner, np.arange(len(char_spans) + 1), side="left")
     return [(int(bounds[k]), int(bounds[k + 1])) for k in range(len(char_spans))]
 
