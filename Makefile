@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval browser screenshot tools test-deploy lint-deploy clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick soak browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -76,6 +76,19 @@ screenshot: install demo browser
 # results/eval.json + eval.png (base) and results/ablation.md (the README table).
 eval: install demo
 	$(DRS) ablation data/demo_heldout_pairs.jsonl --demo $(DEMO) --out results
+
+# Throughput and latency of this service against two `vllm serve` servers and a transformers
+# loop, same models and workloads, one run (~25 min on 2 cores): loadtest/results/bench-*.json
+# and .png. BENCH_ARGS passes options (loadtest/README.md).
+bench: install demo
+	$(PY) loadtest/bench.py $(BENCH_ARGS)
+
+bench-quick: install demo
+	$(PY) loadtest/bench.py --quick $(BENCH_ARGS)
+
+# Soak by hand (the test suite runs 45 s of it): SOAK_ARGS="--duration-s 600 --rate 12".
+soak: install demo
+	$(PY) loadtest/soak.py --out loadtest/results/soak-$$(date -u +%Y%m%dT%H%M%SZ).json $(SOAK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check service tests loadtest bench examples

@@ -302,6 +302,9 @@ def test_request_id_is_echoed(api: tuple[httpx.Client, Any]) -> None:
     client, _ = api
     response = client.post(URL, json={"items": [GOOD]}, headers={"x-request-id": "trainer-step-7"})
     assert response.headers["x-request-id"] == "trainer-step-7"
+    total = float(response.headers["x-total-time"].removesuffix("ms"))
+    engine = float(response.headers["x-engine-time"].removesuffix("ms"))
+    assert 0 < engine <= total
 
 
 def test_concurrent_requests_get_their_own_results(api: tuple[httpx.Client, Any]) -> None:

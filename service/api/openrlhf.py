@@ -73,7 +73,7 @@ async def get_reward(
     scoring = TokenRewardsRequest.model_validate({"items": items, "include": []})
     state = request.scope.setdefault("state", {})
     work = service.token_rewards(scoring, state.get("request_id", "req"))
-    result = await cancel_on_disconnect(request, work)
+    result, _ = await cancel_on_disconnect(request, work)
     key = "total_reward" if reward == "total" else "mean_reward"
     values = [r[key] for r in result["results"]]
     return OrjsonResponse(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -46,8 +47,11 @@ class RewardService:
         # tokenizer at once.
         self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
-    async def token_rewards(self, request: TokenRewardsRequest, request_id: str) -> dict[str, Any]:
-        """The response body of POST /v1/token_rewards (arrays as numpy, for orjson)."""
+    async def token_rewards(
+        self, request: TokenRewardsRequest, request_id: str
+    ) -> tuple[dict[str, Any], float]:
+        """The response body of POST /v1/token_rewards (arrays as numpy, for orjson), and the
+        seconds spent waiting for both engines (admission to the last log-prob)."""
         self._check_request(request)
         prepare = partial(
             prepare_items,
@@ -64,8 +68,11 @@ class RewardService:
         batch = [ScoreInput(s.prompt_ids, s.completion_ids) for p in prepared for s in p.sequences]
         tokens = sum(item.num_tokens for item in batch)
         with self.budget.admit(tokens):
+            started = time.perf_counter()
             logprobs = await self._score(batch, request, request_id)
-        return self._response(request, prepared, logprobs, tokens)
+            engine_s = time.perf_counter() - started
+        body = self._response(request, prepared, logprobs, tokens)
+        return body, engine_s
 
     def _check_request(self, request: TokenRewardsRequest) -> None:
         fingerprint = self.runtime.tokenizer.fingerprint

@@ -81,7 +81,7 @@ class InProcessScorer:
 
     def score(self, body: dict[str, Any]) -> dict[str, Any]:
         request = TokenRewardsRequest.model_validate(body)
-        result = self.loop.run_until_complete(self.service.token_rewards(request, "eval"))
+        result, _ = self.loop.run_until_complete(self.service.token_rewards(request, "eval"))
         return dict(result)
 
     def close(self) -> None:
