@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 CANARY_PROMPT = "Canary: the reward service checks that its engines still agree with themselves."
 CANARY_COMPLETION = " 1 2 3 4 5, and then the end."
+# The start-up canary (the first request a fresh engine sees) may take this long.
+STARTUP_CANARY_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -73,7 +75,11 @@ class HealthMonitor:
 
     async def start(self) -> None:
         """Record the canary's answer, then watch in the background."""
-        self.reference = await self._score_canary()
+        # The first pass through a fresh engine also warms it up (oneDNN primitives on CPU,
+        # compilation on GPU) and may take far longer than a periodic canary: bound it by the
+        # start-up budget, not by canary_timeout_s (a slow start once failed CI that way).
+        timeout = max(self.settings.canary_timeout_s, STARTUP_CANARY_TIMEOUT_S)
+        self.reference = await self._score_canary(timeout)
         self._task = asyncio.create_task(self._watch(), name="health-monitor")
 
     async def stop(self) -> None:
@@ -82,8 +88,8 @@ class HealthMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _score_canary(self) -> PairLogprobs:
-        async with asyncio.timeout(self.settings.canary_timeout_s):
+    async def _score_canary(self, timeout_s: float | None = None) -> PairLogprobs:
+        async with asyncio.timeout(timeout_s or self.settings.canary_timeout_s):
             return await self.engines.score([self.canary], "canary")
 
     async def _watch(self) -> None:
