@@ -304,7 +304,7 @@ def test_request_id_is_echoed(api: tuple[httpx.Client, Any]) -> None:
     assert response.headers["x-request-id"] == "trainer-step-7"
     total = float(response.headers["x-total-time"].removesuffix("ms"))
     engine = float(response.headers["x-engine-time"].removesuffix("ms"))
-    assert 0 < engine <= total
+    assert 0 <= engine <= total  # the fake engines answer within 0.1 ms
 
 
 def test_concurrent_requests_get_their_own_results(api: tuple[httpx.Client, Any]) -> None:
