@@ -186,7 +186,9 @@ class RssSampler:
             await asyncio.sleep(0.5)
 
 
-async def drive(url: str, rate: float, duration_s: float, seed: int, pid: int | None) -> dict:
+async def drive(
+    url: str, rate: float, duration_s: float, seed: int, pid: int | None
+) -> dict[str, Any]:
     async with httpx.AsyncClient(
         base_url=url, timeout=600, limits=httpx.Limits(max_connections=None)
     ) as client:

@@ -37,6 +37,14 @@ from tests.fakes import fake_factory
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "results" / "schemathesis.json"
 MAX_EXAMPLES = 150
+# The same bounded, derandomized cases on every run; nothing written to the work tree.
+FUZZ = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 STATUSES: dict[str, Counter[int]] = {}
 
@@ -102,13 +110,7 @@ def spec_error_body(ctx: CheckContext, response: Any, case: Any) -> bool | None:
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ
 def test_api_conforms_to_its_openapi_spec(case: Any, server_url: str) -> None:
     operation = f"{case.method} {case.path}"
     response = case.call(base_url=server_url, timeout=30)
@@ -193,13 +195,7 @@ def call_and_validate(server_url: str, body: dict[str, Any], label: str) -> Any:
     return response
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ
 @given(body=VALID_BODY)
 def test_valid_requests_get_answers_that_conform_to_the_spec(
     server_url: str, body: dict[str, Any]
