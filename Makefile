@@ -70,7 +70,7 @@ browser:
 
 # Regenerates docs/heatmap.png (1200 px wide) from the UI test.
 screenshot: install demo browser
-	DRS_UI_SCREENSHOT=docs/heatmap.png $(PY) -m pytest tests/test_ui.py -q
+	DRS_UI_SCREENSHOT=docs/heatmap.png $(PY) -m pytest tests/api/test_ui.py -q
 
 # Reward-quality eval of the demo pair against each baseline (base, sft-half, none):
 # results/eval.json + eval.png (base) and results/ablation.md (the README table).
@@ -91,13 +91,13 @@ soak: install demo
 	$(PY) loadtest/soak.py --out loadtest/results/soak-$$(date -u +%Y%m%dT%H%M%SZ).json $(SOAK_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check service tests loadtest bench examples
-	$(VENV)/bin/ruff format --check service tests loadtest bench examples
+	$(VENV)/bin/ruff check service harness tests loadtest bench examples
+	$(VENV)/bin/ruff format --check service harness tests loadtest bench examples
 	$(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff format service tests
-	$(VENV)/bin/ruff check --fix service tests
+	$(VENV)/bin/ruff format service harness tests loadtest bench
+	$(VENV)/bin/ruff check --fix service harness tests loadtest bench
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

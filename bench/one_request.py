@@ -3,22 +3,15 @@ backend side by side on the same machine, same models, same request.
 
     python bench/one_request.py [--backends vllm transformers] [--repeats 5]
 
-Starts `python -m service serve` per backend on loopback, waits for /ready, sends one warm-up
-and then `--repeats` identical requests; reports start-up time, median/min latency, scored
-tokens/s, and the engine time share from the server's x-total-time header. Writes JSON to
-bench/results/.
+Starts `python -m service serve` per backend on loopback (harness.servers), waits for /ready,
+sends one warm-up and then `--repeats` identical requests; reports start-up time, median/min
+latency and scored tokens/s. Writes JSON to bench/results/; server logs to results/logs/.
 """
-
-from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,104 +19,63 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness, run from anywhere
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def workload(items: int, prompt_len: int, completion_len: int, vocab: int) -> dict[str, Any]:
-    rng = random.Random(0)
-    return {
-        "items": [
-            {
-                "prompt_token_ids": [rng.randrange(vocab) for _ in range(prompt_len)],
-                "completion_token_ids": [rng.randrange(vocab) for _ in range(completion_len)],
-            }
-            for _ in range(items)
-        ],
-        "include": ["logprobs"],
-    }
+from harness.bench.environment import git_info, machine_info
+from harness.paths import DEMO, ROOT, pair_settings
+from harness.servers import ServiceProcess, vocab_size
+from harness.workloads import TokenSampler, request_body
 
 
 def run_backend(backend: str, demo: Path, args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "service",
-        "serve",
-        "--backend",
-        backend,
-        "--port",
-        str(port),
-        "--sft-model",
-        str(demo / "sft"),
-        "--base-model",
-        str(demo / "base"),
-        "--log-level",
-        "warning",
-    ]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server = ServiceProcess(
+        name=f"one-request-{backend}",
+        backend=backend,
+        log_level="warning",
+        **pair_settings(demo),
+    )
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{backend} server exited with {proc.returncode}")
-            try:
-                if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        start_s = time.perf_counter() - started
-        vocab = httpx.get(url + "/v1/models").json()["data"][0]["vocab_size"]
-        body = workload(args.items, args.prompt_len, args.completion_len, vocab)
+        start_s = server.wait_ready()
+        tokens = TokenSampler(range(vocab_size(server.models())), random.Random(0))
+        length = (args.prompt_len, args.prompt_len), (args.completion_len, args.completion_len)
+        body = request_body(tokens.inputs(args.items, *length), include=["logprobs"])
         latencies = []
-        with httpx.Client(base_url=url, timeout=600) as client:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
             client.post("/v1/token_rewards", json=body).raise_for_status()  # warm-up
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 response = client.post("/v1/token_rewards", json=body)
                 latencies.append(time.perf_counter() - t0)
                 response.raise_for_status()
-        scored = args.items * args.completion_len
-        total = args.items * (args.prompt_len + args.completion_len)
-        median = statistics.median(latencies)
-        return {
-            "backend": backend,
-            "startup_s": round(start_s, 1),
-            "latency_median_s": round(median, 4),
-            "latency_min_s": round(min(latencies), 4),
-            "scored_tokens_per_s": round(scored / median, 1),
-            "total_tokens_per_s": round(total / median, 1),
-        }
     finally:
-        proc.terminate()
-        proc.wait(timeout=120)
+        server.stop()
+    scored = args.items * args.completion_len
+    total = args.items * (args.prompt_len + args.completion_len)
+    median = statistics.median(latencies)
+    return {
+        "backend": backend,
+        "startup_s": round(start_s, 1),
+        "latency_median_s": round(median, 4),
+        "latency_min_s": round(min(latencies), 4),
+        "scored_tokens_per_s": round(scored / median, 1),
+        "total_tokens_per_s": round(total / median, 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backends", nargs="+", default=["vllm", "transformers"])
-    parser.add_argument("--demo", default=str(ROOT / ".models" / "demo"))
+    parser.add_argument("--demo", default=str(DEMO))
     parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--prompt-len", type=int, default=16)
     parser.add_argument("--completion-len", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     results = [run_backend(backend, Path(args.demo), args) for backend in args.backends]
-    revision = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
     report = {
         "benchmark": "one_request",
-        "git_revision": revision or None,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "git": git_info(),
+        "machine": machine_info(),
         "workload": vars(args),
         "results": results,
     }

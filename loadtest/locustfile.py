@@ -5,21 +5,25 @@
         --headless -u 20 -r 2 -t 5m --csv loadtest/results/locust
     locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 SingleUser   # one shape
 
-Users: SingleUser (1 item, 32 + 96 tokens: a dashboard), RlBatchUser (64 items, prompt 64,
-completion 192-448: a rollout batch), GrpoGroupUser (one 128-token prompt x 16 completions of
-128). Token ids are drawn from the server's vocabulary (one GET /v1/models at start).
+Users: SingleUser, RlBatchUser, GrpoGroupUser: the benchmark's three shapes
+(harness/workloads.py, which this file imports: run it from a checkout). Token ids are drawn
+from the server's vocabulary (one GET /v1/models at start).
 Locust users are closed-loop (each waits for its answer); for open-loop latency under a fixed
 arrival rate use loadtest/bench.py. 429 answers are reported under their own name
 ("refused 429") so refusals are not mixed with errors.
 """
 
-from __future__ import annotations
-
 import os
 import random
+import sys
+from pathlib import Path
 from typing import Any
 
 from locust import HttpUser, between, events, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness (stdlib only)
+
+from harness.workloads import SHAPES, TokenSampler
 
 API_KEY = os.environ.get("DRS_API_KEY")
 ROUTE = "/v1/token_rewards"
@@ -50,48 +54,20 @@ def read_vocabulary(environment: Any, **_: Any) -> None:
 class ShapeUser(HttpUser):
     abstract = True
     wait_time = between(0.0, 0.5)
-    items = 1
-    prompt_len = 32
-    completion_len = (96, 96)
-    group = False
+    shape = SHAPES["single"]
 
     def on_start(self) -> None:
-        self.rng = random.Random()
-        longest = self.prompt_len + self.completion_len[1]
-        if longest > _vocab.get("max_len", longest):
-            raise RuntimeError(f"{type(self).__name__}: {longest} tokens exceed max_model_len")
-
-    def ids(self, n: int) -> list[int]:
-        return [self.rng.randrange(_vocab["size"]) for _ in range(n)]
-
-    def completion(self) -> list[int]:
-        return self.ids(self.rng.randint(*self.completion_len))
-
-    def body(self) -> dict[str, Any]:
-        if self.group:
-            return {
-                "items": [
-                    {
-                        "prompt_token_ids": self.ids(self.prompt_len),
-                        "completions": [self.completion() for _ in range(self.items)],
-                    }
-                ]
-            }
-        return {
-            "items": [
-                {
-                    "prompt_token_ids": self.ids(self.prompt_len),
-                    "completion_token_ids": self.completion(),
-                }
-                for _ in range(self.items)
-            ]
-        }
+        self.tokens = TokenSampler(range(_vocab["size"]), random.Random())
+        if self.shape.longest > _vocab["max_len"]:
+            name = type(self).__name__
+            raise RuntimeError(f"{name}: {self.shape.longest} tokens exceed max_model_len")
 
     @task
     def score(self) -> None:
         name = f"{ROUTE} [{type(self).__name__}]"
+        body = self.shape.request(self.tokens).body()
         with self.client.post(
-            ROUTE, json=self.body(), headers=auth_headers(), name=name, catch_response=True
+            ROUTE, json=body, headers=auth_headers(), name=name, catch_response=True
         ) as response:
             if response.status_code == 429:
                 # Counted apart from failures: the server refused on purpose (admission).
@@ -103,14 +79,14 @@ class ShapeUser(HttpUser):
 
 class SingleUser(ShapeUser):
     weight = 4
-    items, prompt_len, completion_len = 1, 32, (96, 96)
+    shape = SHAPES["single"]
 
 
 class RlBatchUser(ShapeUser):
     weight = 1
-    items, prompt_len, completion_len = 64, 64, (192, 448)
+    shape = SHAPES["rl_batch"]
 
 
 class GrpoGroupUser(ShapeUser):
     weight = 2
-    items, prompt_len, completion_len, group = 16, 128, (128, 128), True
+    shape = SHAPES["grpo_group"]

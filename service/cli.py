@@ -7,10 +7,24 @@ import sys
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
-from service.config import Settings
+from service.config import Settings, settings_error_lines
 from service.logs import configure_logging
+
+
+def load_settings(args: list[str], prog: str) -> Settings:
+    """Settings from DRS_* and `args`; a bad one exits 2 with one line per setting, no traceback."""
+    try:
+        return Settings(
+            _cli_parse_args=args,  # type: ignore[call-arg]
+            _cli_prog_name=prog,
+            _cli_exit_on_error=False,
+        )
+    except ValueError as error:  # ValidationError, SettingsError (bad JSON, unknown flag), ...
+        for line in settings_error_lines(error):
+            typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+
 
 cli = typer.Typer(
     name="dense-reward-server",
@@ -26,14 +40,7 @@ cli = typer.Typer(
 )
 def serve(ctx: typer.Context) -> None:
     """Serve the HTTP API. Flags mirror DRS_* variables: `serve --help` lists them."""
-    try:
-        settings = Settings(
-            _cli_parse_args=ctx.args,  # type: ignore[call-arg]
-            _cli_prog_name="dense-reward-server serve",
-        )
-    except ValidationError as error:
-        typer.echo(f"invalid settings:\n{error}", err=True)
-        raise typer.Exit(2) from error
+    settings = load_settings(ctx.args, "dense-reward-server serve")
     configure_logging(settings.log_format, settings.log_level)
     from service.api.server import run_server
 
@@ -79,7 +86,7 @@ def eval_command(
         scorer = HttpScorer(url, api_key)
         report = evaluate(pairs, scorer, batch_size=batch_size, append_eos=append_eos)
     else:
-        local = in_process_scorer(Settings(_cli_parse_args=ctx.args))  # type: ignore[call-arg]
+        local = in_process_scorer(load_settings(ctx.args, "dense-reward-server eval"))
         try:
             report = evaluate(pairs, local, batch_size=batch_size, append_eos=append_eos)
         finally:

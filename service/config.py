@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 Backend = Literal["vllm", "transformers"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+PROG = "dense-reward-server"
+# Settings whose values never appear in an error message.
+SECRET_SETTINGS = frozenset({"api_keys"})
+
+
+class SettingsConflict(ValueError):
+    """A check across several settings; `fields` names them for the error line."""
+
+    def __init__(self, fields: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+def setting_names(field: str) -> str:
+    """`DRS_PORT / --port`: how a setting is spelled in the environment and on the command line."""
+    return f"DRS_{field.upper()} / --{field.replace('_', '-')}"
 
 
 class Settings(BaseSettings):
@@ -73,14 +90,16 @@ class Settings(BaseSettings):
     cpu_kvcache_space_gib: int = Field(
         1, ge=1, description="vLLM-CPU only: KV cache GiB per engine (VLLM_CPU_KVCACHE_SPACE)."
     )
-    cpu_threads_bind: list[str] | None = Field(
+    cpu_threads_bind: Annotated[list[str] | None, NoDecode] = Field(
         None,
-        description="vLLM-CPU only: VLLM_CPU_OMP_THREADS_BIND for [sft, base]; "
-        "default splits the cores in two halves.",
+        description="vLLM-CPU only: VLLM_CPU_OMP_THREADS_BIND for [sft, base]: a JSON list of "
+        'two strings (["0-1", "2-3"]), or "SFT;BASE" (0,1;2,3), or "SFT,BASE" when neither '
+        "contains a comma (0-1,2-3); default splits the cores in two halves.",
     )
     engine_args: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra vLLM AsyncEngineArgs passed through unchanged (JSON object).",
+        description="Extra vLLM AsyncEngineArgs passed through unchanged (JSON object; "
+        "the flag also takes key=value).",
     )
     hf_max_batch_tokens: int = Field(
         8192, ge=16, description="transformers backend: padded tokens per forward pass."
@@ -128,10 +147,14 @@ class Settings(BaseSettings):
     # HTTP, security, logs.
     host: str = Field("127.0.0.1", description="Bind address (loopback unless you mean it).")
     port: int = Field(8000, ge=0, le=65535, description="Bind port.")
-    api_keys: list[str] = Field(
-        default_factory=list, description="Accepted API keys (Bearer); empty = no authentication."
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted API keys (Bearer): one key, comma-separated keys, or a JSON list "
+        "of strings; empty = no authentication.",
     )
-    api_keys_file: Path | None = Field(None, description="File with one API key per line.")
+    api_keys_file: Path | None = Field(
+        None, description="Readable file with one API key per line (checked at start-up)."
+    )
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
@@ -140,14 +163,78 @@ class Settings(BaseSettings):
     @field_validator("engine_args", mode="before")
     @classmethod
     def _parse_engine_args(cls, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"must be a JSON object ({error})") from None
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        """A JSON list, or one key, or keys separated by commas (or newlines)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"starts with '[' but is not a JSON list of strings ({error})"
+                ) from None
+        return [key.strip() for key in re.split(r"[,\n]", text) if key.strip()]
+
+    @field_validator("cpu_threads_bind", mode="before")
+    @classmethod
+    def _parse_cpu_threads_bind(cls, value: Any) -> Any:
+        """A JSON list, or `SFT;BASE`, or `SFT,BASE`; an empty string means the default."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return None
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f'must be a JSON list of two strings, e.g. ["0-1", "2-3"] ({error})'
+                ) from None
+        return [bind.strip() for bind in text.split(";" if ";" in text else ",")]
+
+    @field_validator("cpu_threads_bind")
+    @classmethod
+    def _two_binds(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) != 2 or not all(bind.strip() for bind in value)):
+            raise ValueError(
+                "needs exactly two non-empty entries [sft, base]: a JSON list "
+                '(["0-1", "2-3"]) or "SFT;BASE" (0,1;2,3)'
+            )
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_is_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                value.read_text(encoding="utf-8")
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise ValueError(f"must be a readable file, one key per line: {reason}") from None
+            except UnicodeDecodeError:
+                raise ValueError("must be a UTF-8 text file, one key per line") from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.cpu_threads_bind is not None and len(self.cpu_threads_bind) != 2:
-            raise ValueError("cpu_threads_bind needs exactly two entries: [sft, base]")
         if self.request_timeout_s > self.max_request_timeout_s:
-            raise ValueError("request_timeout_s exceeds max_request_timeout_s")
+            raise SettingsConflict(
+                ("request_timeout_s", "max_request_timeout_s"),
+                f"the default timeout ({self.request_timeout_s:g} s) must be <= the longest "
+                f"allowed ({self.max_request_timeout_s:g} s)",
+            )
         return self
 
     def all_api_keys(self) -> list[str]:
@@ -167,3 +254,58 @@ class Settings(BaseSettings):
         data["auth"] = bool(self.all_api_keys())
         data["pid"] = os.getpid()
         return data
+
+
+# What a setting accepts, for errors that arise before pydantic sees the value (JSON decoding).
+_ACCEPTS = {"engine_args": """must be a JSON object, e.g. '{"enforce_eager": true}'"""}
+
+
+def settings_error_lines(error: BaseException) -> list[str]:
+    """One line per bad setting, naming its DRS_ variable and its flag, and what it accepts."""
+    if isinstance(error, ValidationError):
+        return _validation_lines(error)
+    text = " ".join(str(error).split())
+    if isinstance(error, SettingsError):
+        cause = error.__cause__
+        field = re.fullmatch(r'error parsing value for field "(\w+)" from source "\w+"', text)
+        if field is not None:
+            reason = " ".join(str(cause).split()) if cause is not None else "cannot parse it"
+            return [_line(field[1], f"{_ACCEPTS.get(field[1], 'must be valid JSON')} ({reason})")]
+        field = re.fullmatch(r"Parsing error encountered for (\w+): (.*)", text)
+        if field is not None:
+            return [_line(field[1], f"{_ACCEPTS.get(field[1], 'cannot parse it')} ({field[2]})")]
+        cli = re.fullmatch(r"error parsing CLI: (.*)", text)
+        if cli is not None:
+            flag = re.fullmatch(r"argument --([\w-]+)(?:/--[\w-]+)?: (.*)", cli[1])
+            if flag is not None and flag[1].replace("-", "_") in Settings.model_fields:
+                return [_line(flag[1].replace("-", "_"), flag[2])]
+            return [f"{PROG}: {cli[1]} (`{PROG} serve --help` lists the settings)"]
+    return [f"{PROG}: invalid settings: {text}"]
+
+
+def _line(field: str, message: str) -> str:
+    names = setting_names(field) if field in Settings.model_fields else repr(field)
+    return f"{PROG}: invalid setting {names}: {message}"
+
+
+def _validation_lines(error: ValidationError) -> list[str]:
+    lines: dict[str, list[str]] = {}
+    for item in error.errors(include_url=False):
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, SettingsConflict):
+            names = " and ".join(setting_names(field) for field in cause.fields)
+            lines.setdefault(f"{PROG}: invalid settings {names}", []).append(str(cause))
+            continue
+        loc = item["loc"]
+        field = str(loc[0]) if loc else ""
+        message = item["msg"].removeprefix("Value error, ")
+        message = re.sub(r"^Input should be\b", "must be", message)
+        if len(loc) > 1:
+            message = f"entry {'.'.join(str(part) for part in loc[1:])}: {message}"
+        value = item.get("input")
+        if field and field not in SECRET_SETTINGS and not isinstance(value, dict):
+            shown = repr(str(value) if isinstance(value, Path) else value)
+            message += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
+        head = _line(field, "").removesuffix(": ") if field else f"{PROG}: invalid settings"
+        lines.setdefault(head, []).append(message)
+    return [f"{head}: {'; '.join(messages)}" for head, messages in lines.items()]

@@ -54,6 +54,19 @@ class TextFormatter(logging.Formatter):
         return f"{text} {extras}" if extras else text
 
 
+class HideStartupTraceback(logging.Filter):
+    """Drops the traceback uvicorn logs when the app's start-up fails.
+
+    The lifecycle has already logged the reason as one line (with the traceback at level
+    debug); uvicorn then logs Starlette's formatted traceback as a plain message, 60 lines
+    that bury the reason. Only that message is dropped, and only above debug.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        return not message.startswith("Traceback (most recent call last)")
+
+
 def configure_logging(log_format: str = "json", level: str = "info") -> None:
     """Send every logger (ours, uvicorn's, vLLM's) through one stderr handler."""
     handler = logging.StreamHandler(sys.stderr)
@@ -65,5 +78,10 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    for old in [f for f in uvicorn_error.filters if isinstance(f, HideStartupTraceback)]:
+        uvicorn_error.removeFilter(old)
+    if level != "debug":
+        uvicorn_error.addFilter(HideStartupTraceback())
     # One request line is logged by our middleware; uvicorn's access log would repeat it.
     logging.getLogger("uvicorn.access").disabled = True

@@ -60,12 +60,31 @@ INFLIGHT_TOKENS = Gauge(
     "Tokens of admitted requests being scored or queued in the engines.",
     registry=REGISTRY,
 )
+# Every reason a request is refused for before it is scored (the 413 codes and the 429 code).
+REJECTION_REASONS = (
+    "inflight_tokens_limit",
+    "body_too_large",
+    "too_many_items",
+    "too_many_tokens",
+    "group_too_large",
+)
 REJECTIONS = Counter(
     "drs_rejections",
     "Requests refused by admission control, by reason.",
     ["reason"],
     registry=REGISTRY,
 )
+for _reason in REJECTION_REASONS:  # every series exists from the start, at 0
+    REJECTIONS.labels(reason=_reason)
+
+
+def count_rejection(reason: str) -> None:
+    """One refused request; only the declared reasons (bounded labels, checked by the alerts)."""
+    if reason not in REJECTION_REASONS:
+        raise ValueError(f"undeclared rejection reason {reason!r}")
+    REJECTIONS.labels(reason=reason).inc()
+
+
 ENGINE_ERRORS = Counter(
     "drs_engine_errors",
     "Scoring calls that failed inside an engine.",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.fakes import fake_factory
 from service.api.app import create_app
 from service.client import (
     AsyncRewardClient,
@@ -17,7 +18,6 @@ from service.client import (
     PayloadTooLargeError,
     RewardClient,
 )
-from tests.fakes import fake_factory
 
 
 def items(count: int) -> list[dict[str, Any]]:

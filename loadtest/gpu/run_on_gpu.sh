@@ -223,8 +223,8 @@ bench_wait() {
         cp "$latest" "$OUT/"
         [ -f "${latest%.json}.png" ] && cp "${latest%.json}.png" "$OUT/"
     fi
-    if [ -d loadtest/results/logs ]; then
-        tar -czf "$OUT/server-logs.tgz" -C loadtest/results logs
+    if [ -d results/logs ]; then  # harness/paths.py LOG_DIR
+        tar -czf "$OUT/server-logs.tgz" -C results logs
     fi
     if [ ! -f "$STATE/bench.rc" ]; then
         say "STILL RUNNING after ${waited}s: call 'run_on_gpu.sh wait' again now"

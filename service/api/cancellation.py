@@ -39,6 +39,9 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
         if not task.done():
             task.cancel()
+            # cancel() only asks: wait until the work has really stopped (and aborted its
+            # engine requests) before answering, else `task.result()` is not there yet.
+            await asyncio.gather(task, return_exceptions=True)
     if task.cancelled():
         raise ClientDisconnected("the client disconnected; its work was aborted")
     return task.result()

@@ -16,8 +16,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.cancellation import cancel_on_disconnect
-from service.api.routes import ERROR_RESPONSES, OrjsonResponse, get_service
+from service.api.routes import (
+    ERROR_RESPONSES,
+    OrjsonResponse,
+    get_service,
+    run_scoring,
+)
 from service.api.schemas import Text, TokenRewardsRequest
 from service.errors import InvalidRequest
 
@@ -71,19 +75,19 @@ async def get_reward(
             item["prompt_token_ids"] = list(ids)
         items.append(item)
     scoring = TokenRewardsRequest.model_validate({"items": items, "include": []})
-    state = request.scope.setdefault("state", {})
-    work = service.token_rewards(scoring, state.get("request_id", "req"))
-    result, _ = await cancel_on_disconnect(request, work)
-    key = "total_reward" if reward == "total" else "mean_reward"
-    values = [r[key] for r in result["results"]]
+    scored = await run_scoring(request, service, scoring.to_score_request())
+    sequences = [s.rewards for item in scored.items for s in item.sequences]
+    totals = [s.total for s in sequences]
+    means = [s.mean for s in sequences]
+    values = totals if reward == "total" else means
     return OrjsonResponse(
         {
             "rewards": values,
             "scores": values,
             "extra_logs": {
-                "dense_total_reward": [r["total_reward"] for r in result["results"]],
-                "dense_mean_reward": [r["mean_reward"] for r in result["results"]],
-                "completion_tokens": [r["num_tokens"] for r in result["results"]],
+                "dense_total_reward": totals,
+                "dense_mean_reward": means,
+                "completion_tokens": [len(s.rewards) for s in sequences],
             },
         }
     )

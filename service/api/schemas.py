@@ -15,7 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-INCLUDE_OPTIONS = ("tokens", "offsets", "logprobs", "returns")
+from service.core.request import INCLUDE_OPTIONS, ScoreRequest
+
 DEFAULT_INCLUDE = ["logprobs"]
 
 
@@ -138,6 +139,21 @@ class TokenRewardsRequest(BaseModel):
         "json", description="base64: per-token arrays as base64 little-endian float32/int32."
     )
 
+    def to_score_request(self) -> ScoreRequest:
+        """The same request for the scoring service (which knows no HTTP schema)."""
+        return ScoreRequest(
+            items=self.items,
+            beta=self.beta,
+            gamma=self.gamma,
+            append_eos=self.append_eos,
+            include=tuple(self.include),
+            tokenizer_fingerprint=self.tokenizer_fingerprint,
+            timeout_s=self.timeout_s,
+            delimiter=self.steps.delimiter if self.steps else None,
+            group_baseline=self.group_baseline,
+            base64=self.encoding == "base64",
+        )
+
 
 # With "encoding": "base64" a per-token array is one base64 string of little-endian float32
 # (int32 for ids and offsets) instead of a JSON list; README "Compact arrays" has the decoder.
@@ -190,7 +206,7 @@ class GroupResult(BaseModel):
 
 class ModelRef(BaseModel):
     sft: str
-    base: str
+    base: str | None = Field(..., description="null with DRS_BASELINE=none (no base model).")
     beta: float
     tokenizer_fingerprint: str
 
@@ -206,6 +222,48 @@ class TokenRewardsResponse(BaseModel):
     model: ModelRef
     results: list[TokenRewardResult | GroupResult]
     usage: Usage
+
+
+class StatusResponse(BaseModel):
+    status: str
+
+
+class ModelCard(BaseModel):
+    """One engine: what it runs and how."""
+
+    id: str
+    object: Literal["model"] = "model"
+    role: Literal["sft", "base"]
+    model: str
+    revision: str | None
+    backend: str
+    engine_version: str
+    dtype: str
+    device: str
+    max_model_len: int
+    vocab_size: int
+    prefix_sharing: bool = Field(
+        ..., description="Whether a group's shared prompt is prefilled once on this engine."
+    )
+    load_seconds: float
+
+
+class ServerLimits(BaseModel):
+    max_items_per_request: int
+    max_tokens_per_request: int
+    max_group_size: int
+    max_inflight_tokens: int
+    request_timeout_s: float
+    max_request_timeout_s: float
+
+
+class ModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+    beta: float
+    tokenizer_fingerprint: str
+    max_model_len: int
+    limits: ServerLimits
 
 
 class ErrorDetail(BaseModel):

@@ -12,55 +12,45 @@ import asyncio
 import logging
 import signal
 import sys
-import time
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI
 
 from service.config import Settings
+from service.core.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_timeout_s: float) -> None:
+    """uvicorn with a drain on SIGTERM, run by the app's lifecycle."""
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
         super().__init__(config)
-        self.app = app
-        self.drain_timeout_s = drain_timeout_s
+        self.lifecycle = lifecycle
         self.exit_code = 0
         self._draining = False
         self._drain_task: asyncio.Future[None] | None = None
+        lifecycle.on_fatal = self.stop_on_fatal
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGTERM or self._draining or not self.started:
             super().handle_exit(sig, frame)
             return
         self._draining = True
-        self.app.state.health.draining = True
-        logger.info("SIGTERM: draining", extra={"drain_timeout_s": self.drain_timeout_s})
+        self.lifecycle.begin_drain()
         asyncio.get_event_loop().call_soon_threadsafe(self._start_drain, sig, frame)
 
     def _start_drain(self, sig: int, frame: FrameType | None) -> None:
         self._drain_task = asyncio.ensure_future(self._drain(sig, frame))
 
     async def _drain(self, sig: int, frame: FrameType | None) -> None:
-        service = self.app.state.service
-        deadline = time.monotonic() + self.drain_timeout_s
-        while service is not None and service.budget.inflight_requests > 0:
-            if time.monotonic() > deadline:
-                logger.warning(
-                    "drain timeout: requests still running",
-                    extra={"inflight_requests": service.budget.inflight_requests},
-                )
-                break
-            await asyncio.sleep(0.05)
-        logger.info("drained: shutting down")
+        await self.lifecycle.drain()
+        logger.info("shutting down")
         super().handle_exit(sig, frame)
 
     def stop_on_fatal(self, reason: str) -> None:
-        """Called by the health monitor when an engine died."""
-        logger.error("stopping: an engine failed", extra={"detail": reason})
+        """The lifecycle's answer to a dead engine: stop with status 1."""
         self.exit_code = 1
         self.should_exit = True
 
@@ -77,12 +67,11 @@ def run_server(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
     )
-    server = DrainingServer(config, app, settings.drain_timeout_s)
-    app.state.on_fatal = server.stop_on_fatal
+    server = DrainingServer(config, app.state.lifecycle)
     # After a graceful shutdown uvicorn re-raises the signal that stopped it, which would end
     # the process as "killed by SIGTERM". A completed drain is a clean exit: status 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     if not server.started:
-        sys.exit(3)  # start-up failed (the reason is in the log)
+        sys.exit(3)  # start-up failed (the reason is in the log, one line)
     sys.exit(server.exit_code)

@@ -10,18 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from service import metrics
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreInput:
-    """One sequence to score: the prompt is context only, every completion token is scored."""
-
-    prompt_ids: Sequence[int]
-    completion_ids: Sequence[int]
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.prompt_ids) + len(self.completion_ids)
+from service.sequence import ScoreInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +55,7 @@ class ScoringEngine(Protocol):
 @dataclass(frozen=True, slots=True)
 class PairLogprobs:
     sft: list[np.ndarray]
-    base: list[np.ndarray]
+    base: list[np.ndarray] | None  # None: no base engine (no baseline)
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -99,7 +88,7 @@ class EnginePair:
     async def score(self, batch: Sequence[ScoreInput], request_id: str) -> PairLogprobs:
         if self.base is None:
             sft_only = await _counted(self.sft, "sft", batch, f"{request_id}-sft")
-            return PairLogprobs(sft=sft_only, base=[np.zeros_like(v) for v in sft_only])
+            return PairLogprobs(sft=sft_only, base=None)
         # A TaskGroup cancels the sibling when one engine fails, so no orphan work is left.
         try:
             async with asyncio.TaskGroup() as group:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
 from service.config import Settings
 from service.engines.base import EnginePair, ScoringEngine
+from service.engines.options import hf_options, vllm_options
 from service.errors import StartupError
 
 logger = logging.getLogger(__name__)
@@ -18,13 +18,6 @@ logger = logging.getLogger(__name__)
 class LoadedPair:
     pair: EnginePair
     load_seconds: dict[str, float]
-
-
-def usable_cores() -> list[int]:
-    """The core ids this process may run on (its cpuset), in order."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def load_engine_pair(settings: Settings) -> LoadedPair:
@@ -51,36 +44,16 @@ def _start_engine(settings: Settings, role: str, model: str, revision: str | Non
     if settings.backend == "transformers":
         from service.engines.hf_engine import HFScoringEngine
 
-        return HFScoringEngine(
-            role,
-            model,
-            revision=revision,
-            dtype=settings.dtype,
-            device=settings.device,
-            max_model_len=settings.max_model_len,
-            max_batch_tokens=settings.hf_max_batch_tokens,
-        )
+        return HFScoringEngine(role, model, revision=revision, **hf_options(settings))
     try:
-        from service.engines.vllm_engine import VLLMScoringEngine, default_cpu_binds
+        from service.engines.vllm_engine import VLLMScoringEngine, on_cpu
     except ImportError as error:
         raise StartupError(
             f"backend 'vllm' needs vLLM installed ({error}); install the 'cpu' or 'gpu' extra "
             "or start with --backend transformers"
         ) from error
-    binds = settings.cpu_threads_bind or list(default_cpu_binds(usable_cores()))
     return VLLMScoringEngine.start(
-        role,
-        model,
-        revision=revision,
-        dtype=settings.dtype,
-        max_model_len=settings.max_model_len,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        tensor_parallel_size=settings.tensor_parallel_size,
-        max_num_batched_tokens=settings.max_num_batched_tokens,
-        max_num_seqs=settings.max_num_seqs,
-        cpu_threads_bind=binds[0 if role == "sft" else 1],
-        cpu_kvcache_space_gib=settings.cpu_kvcache_space_gib,
-        extra_args=settings.engine_args,
+        role, vllm_options(settings, role, model, revision, cpu=on_cpu())
     )
 
 

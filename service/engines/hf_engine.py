@@ -15,7 +15,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from service.engines.base import EngineInfo, ScoreInput
+from service.engines.base import EngineInfo
+from service.sequence import ScoreInput
 
 logger = logging.getLogger(__name__)
 

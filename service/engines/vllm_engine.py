@@ -24,8 +24,10 @@ from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
-from service.engines.base import EngineInfo, ScoreInput, first_error
+from service.engines.base import EngineInfo, first_error
+from service.engines.options import VllmOptions
 from service.errors import EngineUnavailable, ServerError
+from service.sequence import ScoreInput
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +42,6 @@ def supports_token_id_path(engine: AsyncLLM) -> bool:
     if "prompt_logprob_token_ids" not in fields or on_cpu():
         return False
     return bool(getattr(engine.vllm_config, "use_v2_model_runner", False))
-
-
-def default_cpu_binds(cores: list[int]) -> tuple[str, str]:
-    """One half of the usable cores per engine, so the two engines never fight over a core.
-
-    `cores` are the ids this process may run on (a cpuset need not start at 0).
-    """
-    if len(cores) < 2:
-        only = str(cores[0]) if cores else "0"
-        return only, only
-    half = len(cores) // 2
-    return ",".join(map(str, cores[:half])), ",".join(map(str, cores[half:]))
 
 
 @contextmanager
@@ -79,48 +69,14 @@ class VLLMScoringEngine:
         self._token_id_path = token_id_path
 
     @classmethod
-    def start(
-        cls,
-        role: str,
-        model: str,
-        *,
-        revision: str | None,
-        dtype: str,
-        max_model_len: int | None,
-        gpu_memory_utilization: float | None,
-        tensor_parallel_size: int,
-        max_num_batched_tokens: int,
-        max_num_seqs: int,
-        cpu_threads_bind: str,
-        cpu_kvcache_space_gib: int,
-        extra_args: dict[str, Any],
-    ) -> VLLMScoringEngine:
-        cpu = on_cpu()
-        args: dict[str, Any] = {
-            "model": model,
-            "revision": revision,
-            "dtype": ("float32" if cpu else "auto") if dtype == "auto" else dtype,
-            "max_model_len": max_model_len,
-            "gpu_memory_utilization": gpu_memory_utilization or (0.1 if cpu else 0.4),
-            "tensor_parallel_size": tensor_parallel_size,
-            "max_num_batched_tokens": max_num_batched_tokens,
-            "max_num_seqs": max_num_seqs,
-            # Two engines in one process clobber each other's Prometheus metrics.
-            "disable_log_stats": True,
-            # Scoring needs no detokenizer; skipping it saves start time and memory.
-            "skip_tokenizer_init": True,
-            "enforce_eager": cpu,
-        }
-        args.update(extra_args)
-        env = {}
-        if cpu:
-            env = {
-                "VLLM_CPU_OMP_THREADS_BIND": cpu_threads_bind,
-                "VLLM_CPU_KVCACHE_SPACE": str(cpu_kvcache_space_gib),
-            }
+    def start(cls, role: str, options: VllmOptions) -> VLLMScoringEngine:
+        """Start one engine from its resolved options (`service.engines.options`)."""
+        args, env = options.engine_args, options.env
         logger.info("starting vLLM engine", extra={"role": role, "engine_args": args, "env": env})
         with environment(env):
             engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        cpu = on_cpu()
+        model, revision = str(args["model"]), args.get("revision")
         model_config = engine.model_config
         info = EngineInfo(
             role=role,
@@ -133,7 +89,7 @@ class VLLMScoringEngine:
             # vLLM generates one token after the prompt, so a prompt may use max_model_len - 1.
             max_model_len=int(model_config.max_model_len) - 1,
             vocab_size=int(model_config.get_vocab_size()),
-            extra={"cpu_threads_bind": cpu_threads_bind} if cpu else {},
+            extra={"cpu_threads_bind": env.get("VLLM_CPU_OMP_THREADS_BIND")} if cpu else {},
         )
         token_id_path = supports_token_id_path(engine)
         caching = bool(getattr(engine.vllm_config.cache_config, "enable_prefix_caching", False))

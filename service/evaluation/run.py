@@ -52,11 +52,11 @@ def evaluate(
 
 
 def in_process_scorer(settings: Settings) -> InProcessScorer:
-    from service.api.serving import RewardService
+    from service.core.runtime import load_runtime
+    from service.core.scoring import ScoringService
     from service.engines.factory import load_engine_pair
-    from service.runtime import load_runtime
 
-    return InProcessScorer(RewardService(load_runtime(settings, load_engine_pair)))
+    return InProcessScorer(ScoringService(load_runtime(settings, load_engine_pair)))
 
 
 def write_report(report: dict[str, Any], out: Path, plot_path: Path | None, title: str) -> None:

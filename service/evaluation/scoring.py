@@ -11,13 +11,16 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import numpy as np
 
 from service.api.schemas import TokenRewardsRequest
 from service.errors import InvalidRequest
+
+if TYPE_CHECKING:  # the service loads models: only the in-process scorer needs it
+    from service.core.scoring import ScoringService
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +78,17 @@ class HttpScorer:
 class InProcessScorer:
     """In-process engines through the same service code the server runs."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: ScoringService) -> None:
         self.service = service
         self.loop = asyncio.new_event_loop()
 
     def score(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = TokenRewardsRequest.model_validate(body)
-        result, _ = self.loop.run_until_complete(self.service.token_rewards(request, "eval"))
-        return dict(result)
+        request = TokenRewardsRequest.model_validate(body).to_score_request()
+        scored = self.loop.run_until_complete(self.service.token_rewards(request, "eval"))
+        return scored.body()
 
     def close(self) -> None:
+        self.service.close()
         self.loop.run_until_complete(self.service.runtime.engines.shutdown())
         self.loop.close()
 

@@ -7,13 +7,14 @@ tokenized once). Nothing is truncated or dropped: what does not fit is an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from service.errors import InvalidRequest, PayloadTooLarge
 from service.rewards.tokenization import ChatTemplateError, Offsets, RewardTokenizer
+from service.sequence import ScoreInput
 
 PROMPT_FIELDS = ("prompt", "messages", "prompt_token_ids")
 COMPLETION_FIELDS = ("completion", "completion_token_ids", "completions")
@@ -77,12 +78,14 @@ class IdsCompletion:
     id: None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PreparedSequence:
-    """One completion as token ids; `offsets` and `text` only for text completions."""
+    """One completion: the tokens the engines score, and what its result needs besides.
 
-    prompt_ids: list[int]
-    completion_ids: list[int]
+    `offsets` and `text` only for text completions.
+    """
+
+    tokens: ScoreInput
     offsets: Offsets | None
     text: str | None
     mask: np.ndarray | None
@@ -91,8 +94,8 @@ class PreparedSequence:
     id: str | None = None
 
     @property
-    def num_tokens(self) -> int:
-        return len(self.prompt_ids) + len(self.completion_ids)
+    def completion_ids(self) -> Sequence[int]:
+        return self.tokens.completion_ids
 
 
 @dataclass(slots=True)
@@ -103,7 +106,6 @@ class PreparedItem:
     id: str | None
     sequences: list[PreparedSequence]
     is_group: bool = False
-    prompt_tokens: int = field(default=0)
 
 
 def prepare_items(
@@ -119,7 +121,7 @@ def prepare_items(
             code="too_many_items",
             field="items",
         )
-    total = sum(s.num_tokens for p in prepared for s in p.sequences)
+    total = sum(s.tokens.num_tokens for p in prepared for s in p.sequences)
     if total > limits.max_tokens_per_request:
         raise PayloadTooLarge(
             f"the request has {total} tokens; the limit is {limits.max_tokens_per_request} "
@@ -136,8 +138,7 @@ def _prepare(
     source = _one_of(item, COMPLETION_FIELDS, index)
     if source != "completions":
         sequence = _sequence(prompt_ids, item, "", tokenizer, limits, append_eos, index)
-        sequence.id = item.id
-        return PreparedItem(index, item.id, [sequence], prompt_tokens=len(prompt_ids))
+        return PreparedItem(index, item.id, [sequence])
     members = list(item.completions or [])
     if not members:
         raise InvalidRequest(
@@ -157,7 +158,7 @@ def _prepare(
         )
         for j, m in enumerate(members)
     ]
-    return PreparedItem(index, item.id, sequences, is_group=True, prompt_tokens=len(prompt_ids))
+    return PreparedItem(index, item.id, sequences, is_group=True)
 
 
 def _member(member: Any) -> CompletionLike:
@@ -272,7 +273,8 @@ def _sequence(
             index=index,
             field=source,
         )
-    return PreparedSequence(prompt_ids, ids, offsets, text, mask, eos_appended, spans, spec.id)
+    tokens = ScoreInput(prompt_ids, ids)
+    return PreparedSequence(tokens, offsets, text, mask, eos_appended, spans, spec.id)
 
 
 def _append_eos(ids: list[int], tokenizer: RewardTokenizer, index: int) -> bool:

@@ -1,0 +1,102 @@
+"""The in-process peer: both models run by the service's own transformers engine, in a loop.
+
+`HFScoringEngine` (configured by `hf_options` from the same Settings) does the batching and
+the forward passes; the loop scores each request under the SFT model, then the base model,
+one request at a time, as a plain training-script loop would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.bench.drive import Record
+from harness.bench.systems import System
+from harness.workloads import Request
+from service.config import Settings
+from service.engines.options import hf_options
+
+if TYPE_CHECKING:  # torch loads when the loop starts, not when the benchmark does
+    from service.engines.hf_engine import HFScoringEngine
+
+
+class TransformersLoop(System):
+    name = "transformers_loop"
+
+    def __init__(self, settings: Settings, threads: int) -> None:
+        super().__init__()
+        self.settings, self.threads = settings, threads
+        self.engines: list[HFScoringEngine] = []
+        self._loop = asyncio.new_event_loop()  # one loop for all calls into the engines
+
+    def start(self) -> None:
+        import torch
+
+        from service.engines.hf_engine import HFScoringEngine
+
+        started = time.perf_counter()
+        torch.set_num_threads(self.threads)
+        s = self.settings
+        self.engines = [
+            HFScoringEngine("sft", s.sft_model, revision=s.sft_revision, **hf_options(s)),
+            HFScoringEngine("base", s.base_model, revision=s.base_revision, **hf_options(s)),
+        ]
+        self.startup_s = time.perf_counter() - started
+
+    def stop(self) -> None:
+        for engine in self.engines:
+            self._loop.run_until_complete(engine.shutdown())
+        self.engines = []
+        self._loop.close()
+
+    def describe(self) -> dict[str, Any]:
+        info = self.engines[0].info if self.engines else None
+        return {
+            "threads": self.threads,
+            "max_batch_tokens": self.settings.hf_max_batch_tokens,
+            "startup_s": self.startup_s,
+            "device": info.device if info else self.settings.device,
+            "dtype": info.dtype if info else self.settings.dtype,
+        }
+
+    def rewards(self, request: Request) -> list[np.ndarray]:
+        sft, base = [
+            self._loop.run_until_complete(engine.score(request.inputs, "bench"))
+            for engine in self.engines  # one after the other: all threads to each forward
+        ]
+        return [a - b for a, b in zip(sft, base, strict=True)]
+
+    def capacity(
+        self, requests: list[Request], concurrency: int, min_s: float, min_n: int
+    ) -> float:
+        """One loop: `concurrency` does not apply."""
+        self.rewards(requests[0])  # warm-up
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < min_s or n < min_n:
+            self.rewards(requests[n % len(requests)])
+            n += 1
+        return n / (time.perf_counter() - start)
+
+    def open_loop(
+        self, requests: list[Request], arrivals: np.ndarray, drain_s: float
+    ) -> list[Record]:
+        """A FIFO served by the loop, in virtual time: each request really runs (its service
+        time is measured), start = max(arrival, previous finish). Idle gaps are not slept
+        through, which changes nothing for one in-process server and saves wall time."""
+        records = []
+        clock = 0.0
+        deadline = float(arrivals[-1]) + drain_s
+        for i, at in enumerate(arrivals):
+            request = requests[i % len(requests)]
+            start = max(clock, float(at))
+            if start > deadline:  # would not have finished within the drain window
+                records.append(Record(float(at), deadline, 0, request.scored_tokens))
+                continue
+            t = time.perf_counter()
+            self.rewards(request)
+            clock = start + time.perf_counter() - t
+            records.append(Record(float(at), clock, 200, request.scored_tokens))
+        return records

@@ -1,0 +1,84 @@
+"""A deterministic fake engine for the API-contract tests. Never used where correctness is
+claimed (the vLLM and transformers engines are tested against each other for that)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.config import Settings
+from service.engines.base import EngineInfo, EnginePair
+from service.engines.factory import LoadedPair
+from service.errors import EngineUnavailable
+from service.sequence import ScoreInput
+
+
+class FakeEngine:
+    """log p(token) = -(1 + (token + position * salt) % 5) / 4, a function of context position."""
+
+    def __init__(self, role: str, salt: int, vocab_size: int, delay_s: float = 0.0) -> None:
+        self.salt = salt
+        self.delay_s = delay_s
+        self.calls = 0
+        self.cancelled = 0
+        self.inflight = 0
+        self.alive = True
+        self._info = EngineInfo(
+            role=role,
+            model=f"fake-{role}",
+            revision=None,
+            backend="fake",
+            engine_version="fake 0",
+            dtype="float32",
+            device="cpu",
+            max_model_len=1024,
+            vocab_size=vocab_size,
+        )
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def expected(self, item: ScoreInput) -> np.ndarray:
+        start = len(item.prompt_ids)
+        values = [
+            -(1 + (token + (start + j) * self.salt) % 5) / 4
+            for j, token in enumerate(item.completion_ids)
+        ]
+        return np.asarray(values, dtype=np.float32)
+
+    async def score(self, batch: Sequence[ScoreInput], request_id: str) -> list[np.ndarray]:
+        self.calls += 1
+        self.inflight += 1
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            return [self.expected(item) for item in batch]
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.inflight -= 1
+
+    async def check_health(self) -> None:
+        if not self.alive:
+            raise EngineUnavailable(f"{self._info.role} engine is not running")
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def fake_factory(
+    vocab_size: int, delay_s: float = 0.0, *, baseline: bool = True
+) -> tuple[EnginePair, object]:
+    """A fake pair and the engine factory that hands it out; `baseline=False`: SFT only."""
+    base = FakeEngine("base", 7, vocab_size, delay_s) if baseline else None
+    pair = EnginePair(FakeEngine("sft", 3, vocab_size, delay_s), base)
+
+    def factory(_: Settings) -> LoadedPair:
+        seconds = {engine.info.role: 0.0 for engine in pair.engines}
+        return LoadedPair(pair, seconds)
+
+    return pair, factory

@@ -1,0 +1,135 @@
+"""Servers the harness runs: `python -m service serve` processes and in-thread uvicorn apps.
+
+`serve_command` is the one builder of a serve command line; `wait_ready` the one readiness
+wait, for the service and for the benchmark's `vllm serve` peers alike.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+import uvicorn
+
+from harness.ports import HOST, free_port, loopback_url
+from harness.processes import ManagedProcess
+from service.config import Settings
+
+# Client keep-alive below the 5 s after which uvicorn (the service's and vLLM's server) closes
+# an idle connection, so that a client never sends a request on a connection the server is
+# closing at that very moment (that request would get no answer, only a transport error).
+CLIENT_KEEPALIVE_S = 2.0
+
+
+def cli_flags(values: Mapping[str, object], *, false_as_no: bool) -> list[str]:
+    """`--kebab-name value` per entry; None keeps the program's default, lists and dicts are
+    JSON, True is the bare flag, False `--no-name` with `false_as_no`, else left out (for
+    programs, like vLLM, whose plain flags default to off and have no `--no-` form)."""
+    flags: list[str] = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None or (value is False and not false_as_no):
+            continue
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list | dict):
+            flags += [flag, json.dumps(value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def setting_flags(**settings: object) -> list[str]:
+    """`serve` flags for Settings fields by name (its implicit flags: `--name`/`--no-name`)."""
+    unknown = [name for name in settings if name not in Settings.model_fields]
+    if unknown:
+        raise ValueError(f"not settings: {unknown}")
+    return cli_flags(settings, false_as_no=True)
+
+
+def serve_command(*args: str, **settings: object) -> list[str]:
+    """`python -m service serve` with these settings, then `args` (raw flags) as given."""
+    return [sys.executable, "-m", "service", "serve", *setting_flags(**settings), *args]
+
+
+def wait_ready(url: str, procs: Sequence[ManagedProcess], timeout_s: float) -> float:
+    """Polls GET url until it answers 200; returns the seconds it took.
+
+    Fails at once when one of `procs` (the server and anything it depends on) has exited.
+    """
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        for proc in procs:
+            if not proc.alive():
+                raise RuntimeError(
+                    f"{proc.name} exited with {proc.proc.returncode}; see {proc.log_path}"
+                )
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
+
+
+class ServiceProcess(ManagedProcess):
+    """`python -m service serve` on a free loopback port: the way users run it.
+
+    `args` are raw serve flags, `settings` Settings fields by name (both may be used).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        *,
+        name: str = "service",
+        **settings: object,
+    ) -> None:
+        self.port = free_port()
+        self.url = loopback_url(self.port)
+        command = serve_command(*args, host=HOST, port=self.port, **settings)
+        super().__init__(command, name=name, env=env)
+
+    def wait_ready(self, timeout_s: float = 600) -> float:
+        return wait_ready(self.url + "/ready", [self], timeout_s)
+
+    def models(self) -> dict[str, Any]:
+        """GET /v1/models: what the server says about its two engines."""
+        answer: dict[str, Any] = httpx.get(self.url + "/v1/models", timeout=30).json()
+        return answer
+
+
+def vocab_size(models: Mapping[str, Any]) -> int:
+    """Token ids below this are valid to score (a /v1/models answer's first engine)."""
+    return int(models["data"][0]["vocab_size"])
+
+
+class ThreadServer:
+    """A real uvicorn server on loopback, in a thread of this process (app-level tests)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = loopback_url(self.port)
+        config = uvicorn.Config(app, host=HOST, port=self.port, log_config=None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)

@@ -1,0 +1,113 @@
+"""Workloads: the request shapes, seeded token-id sequences, and /v1/token_rewards bodies.
+
+Stdlib only (and `service.sequence`, itself dependency-free): the locust file imports this
+module in a venv that has none of the project's dependencies.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.sequence import ScoreInput
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    items: int  # sequences per request
+    prompt_len: int
+    completion_min: int
+    completion_max: int  # inclusive; equal to completion_min for a fixed length
+    group: bool  # one shared prompt (a GRPO group) instead of independent items
+    p99_slo_s: float  # latency bound for the benchmark's "peak within SLO" figure
+
+    @property
+    def longest(self) -> int:
+        return self.prompt_len + self.completion_max
+
+    def request(self, tokens: TokenSampler) -> Request:
+        inputs = tokens.inputs(
+            self.items,
+            (self.prompt_len, self.prompt_len),
+            (self.completion_min, self.completion_max),
+            shared_prompt=self.group,
+        )
+        return Request(inputs, self.group)
+
+
+SHAPES = {
+    "single": Shape("single", 1, 32, 96, 96, False, 1.0),  # a dashboard request
+    "rl_batch": Shape("rl_batch", 64, 64, 192, 448, False, 5.0),  # a PPO/REINFORCE batch
+    "grpo_group": Shape("grpo_group", 16, 128, 128, 128, True, 2.0),  # 1 prompt x 16
+}
+
+
+class TokenSampler:
+    """Token ids drawn uniformly from `vocab`, and lengths, all from one seeded generator."""
+
+    def __init__(self, vocab: Sequence[int], rng: random.Random) -> None:
+        self.vocab = vocab
+        self.rng = rng
+
+    def ids(self, n: int) -> list[int]:
+        return self.rng.choices(self.vocab, k=n)
+
+    def inputs(
+        self,
+        count: int,
+        prompt_len: tuple[int, int],
+        completion_len: tuple[int, int],
+        *,
+        shared_prompt: bool = False,
+    ) -> list[ScoreInput]:
+        """`count` sequences, lengths drawn within the inclusive bounds."""
+        shared = self.ids(self.rng.randint(*prompt_len)) if shared_prompt else None
+        return [
+            ScoreInput(
+                shared if shared is not None else self.ids(self.rng.randint(*prompt_len)),
+                self.ids(self.rng.randint(*completion_len)),
+            )
+            for _ in range(count)
+        ]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, a key for cached bodies
+class Request:
+    """One request of a workload: its sequences, and whether they form a group (one prompt)."""
+
+    inputs: list[ScoreInput]
+    group: bool = False
+
+    @property
+    def scored_tokens(self) -> int:
+        return sum(len(s.completion_ids) for s in self.inputs)
+
+    def body(self, include: Sequence[str] | None = None) -> dict[str, Any]:
+        return request_body(self.inputs, group=self.group, include=include)
+
+
+def make_requests(shape: Shape, count: int, tokens: TokenSampler) -> list[Request]:
+    return [shape.request(tokens) for _ in range(count)]
+
+
+def request_body(
+    inputs: Sequence[ScoreInput], *, group: bool = False, include: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The /v1/token_rewards body scoring `inputs`: token-id items, or one group item (the
+    inputs share the first one's prompt). `include` None: the server's default."""
+    items: list[dict[str, Any]]
+    if group:
+        completions = [list(s.completion_ids) for s in inputs]
+        items = [{"prompt_token_ids": list(inputs[0].prompt_ids), "completions": completions}]
+    else:
+        items = [
+            {"prompt_token_ids": list(s.prompt_ids), "completion_token_ids": list(s.completion_ids)}
+            for s in inputs
+        ]
+    body: dict[str, Any] = {"items": items}
+    if include is not None:
+        body["include"] = list(include)
+    return body

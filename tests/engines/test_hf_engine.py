@@ -1,0 +1,61 @@
+"""The transformers engine: batched and padded, it must equal one unpadded forward per item."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from service.engines.hf_engine import HFScoringEngine, plan_microbatches
+from service.sequence import ScoreInput
+
+
+def reference_logprobs(model: torch.nn.Module, item: ScoreInput) -> np.ndarray:
+    """Independent computation: one sequence, no padding, full-vocabulary log-softmax."""
+    ids = torch.tensor([[*item.prompt_ids, *item.completion_ids]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].double()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    start = len(item.prompt_ids)
+    return np.array(
+        [float(logprobs[start + j - 1, token]) for j, token in enumerate(item.completion_ids)]
+    )
+
+
+def test_padded_batches_equal_single_unpadded_forwards(demo_dir: Path) -> None:
+    engine = HFScoringEngine("sft", str(demo_dir / "sft"), max_batch_tokens=600)
+    model = AutoModelForCausalLM.from_pretrained(str(demo_dir / "sft"), dtype=torch.float32).eval()
+    rng = random.Random(1)
+    vocab = engine.info.vocab_size
+    batch = [
+        ScoreInput(
+            [rng.randrange(vocab) for _ in range(rng.randrange(1, 40))],
+            [rng.randrange(vocab) for _ in range(rng.randrange(1, 120))],
+        )
+        for _ in range(12)
+    ]
+    got = asyncio.run(engine.score(batch, "t"))
+    assert [len(g) for g in got] == [len(item.completion_ids) for item in batch]
+    for item, values in zip(batch, got, strict=True):
+        assert values.dtype == np.float32
+        assert np.max(np.abs(values - reference_logprobs(model, item))) <= 1e-5
+    asyncio.run(engine.shutdown())
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "expected"),
+    [
+        ([10, 30, 20], 60, [[1, 2], [0]]),
+        ([10, 30, 20], 1000, [[1, 2, 0]]),
+        ([500, 5], 100, [[0], [1]]),
+    ],
+)
+def test_microbatches_respect_the_padded_token_budget(
+    lengths: list[int], budget: int, expected: list[list[int]]
+) -> None:
+    assert plan_microbatches(lengths, budget) == expected
