@@ -32,6 +32,16 @@ def setting_names(field: str) -> str:
     return f"DRS_{field.upper()} / --{field.replace('_', '-')}"
 
 
+def json_or_value(value: Any, problem: str) -> Any:
+    """A string is parsed as JSON (a one-line error saying `problem` if it is not)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{problem} ({error})") from None
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start-up. Every field is also `DRS_<NAME>` and `--<name>`."""
 
@@ -163,12 +173,7 @@ class Settings(BaseSettings):
     @field_validator("engine_args", mode="before")
     @classmethod
     def _parse_engine_args(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"must be a JSON object ({error})") from None
+        return json_or_value(value, "must be a JSON object")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -178,12 +183,7 @@ class Settings(BaseSettings):
             return value
         text = value.strip()
         if text.startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"starts with '[' but is not a JSON list of strings ({error})"
-                ) from None
+            return json_or_value(text, "starts with '[' but is not a JSON list of strings")
         return [key.strip() for key in re.split(r"[,\n]", text) if key.strip()]
 
     @field_validator("cpu_threads_bind", mode="before")
@@ -196,12 +196,7 @@ class Settings(BaseSettings):
         if not text:
             return None
         if text.startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f'must be a JSON list of two strings, e.g. ["0-1", "2-3"] ({error})'
-                ) from None
+            return json_or_value(text, 'must be a JSON list of two strings, e.g. ["0-1", "2-3"]')
         return [bind.strip() for bind in text.split(";" if ";" in text else ",")]
 
     @field_validator("cpu_threads_bind")

@@ -1,4 +1,4 @@
-"""Readiness beyond "loaded": engine liveness, a canary score, and draining.
+"""Readiness beyond "loaded": engine liveness and a canary score.
 
 - Engine faults: every `health_interval_s` the engines are asked whether they are alive; a dead
   engine turns /ready 503 and (by default) stops the process with a non-zero status so the

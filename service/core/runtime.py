@@ -50,7 +50,9 @@ def check_local_paths(settings: Settings) -> None:
     if settings.baseline == "model":
         models.append(("base_model", settings.base_model))
     for name, model in models:
-        looks_local = model.startswith(("/", "./", "../", "~")) or Path(model).exists()
+        # A hub id is "name" or "org/name"; anything else that names no folder is a path.
+        looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1
+        looks_local = looks_local or Path(model).exists()
         if looks_local and not Path(model).expanduser().is_dir():
             flag = name.replace("_", "-")
             raise StartupError(f"{name} {model!r} is not a folder (DRS_{name.upper()} / --{flag})")
