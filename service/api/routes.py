@@ -13,6 +13,7 @@ from service import metrics
 from service.api.cancellation import cancel_on_disconnect
 from service.api.schemas import (
     ErrorResponse,
+    ModelCard,
     ModelsResponse,
     StatusResponse,
     TokenRewardsRequest,
@@ -21,6 +22,7 @@ from service.api.schemas import (
 from service.core.lifecycle import Lifecycle
 from service.core.request import ScoreRequest
 from service.core.scoring import Scored, ScoringService
+from service.engines.base import EngineInfo
 from service.errors import NotReady
 
 router = APIRouter()
@@ -28,6 +30,10 @@ router = APIRouter()
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 409, 413, 422, 429, 500, 503, 504)
 }
+
+
+# A model card is the engine's own record (the fields the schema names) plus its listing.
+CARD_FIELDS = [name for name in ModelCard.model_fields if name in EngineInfo.__dataclass_fields__]
 
 
 class OrjsonResponse(Response):
@@ -96,16 +102,7 @@ async def models(request: Request) -> OrjsonResponse:
         {
             "id": info.role,
             "object": "model",
-            "role": info.role,
-            "model": info.model,
-            "revision": info.revision,
-            "backend": info.backend,
-            "engine_version": info.engine_version,
-            "dtype": info.dtype,
-            "device": info.device,
-            "max_model_len": info.max_model_len,
-            "vocab_size": info.vocab_size,
-            "prefix_sharing": info.prefix_sharing,
+            **{name: getattr(info, name) for name in CARD_FIELDS},
             "load_seconds": round(runtime.load_seconds.get(info.role, 0.0), 3),
         }
         for info in runtime.engine_infos()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer
 
-from service.config import Settings
+from service.config import Settings, setting_names
 from service.engines.base import EngineInfo, EnginePair
 from service.engines.factory import LoadedPair
 from service.engines.vocab import check_same_vocabulary
@@ -54,8 +54,7 @@ def check_local_paths(settings: Settings) -> None:
         looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1
         looks_local = looks_local or Path(model).exists()
         if looks_local and not Path(model).expanduser().is_dir():
-            flag = name.replace("_", "-")
-            raise StartupError(f"{name} {model!r} is not a folder (DRS_{name.upper()} / --{flag})")
+            raise StartupError(f"{name} {model!r} is not a folder ({setting_names(name)})")
 
 
 def load_runtime(settings: Settings, engine_factory: EngineFactory) -> Runtime:
