@@ -1,8 +1,9 @@
 """The in-process peer: both models run by the service's own transformers engine, in a loop.
 
-`HFScoringEngine` (configured by `hf_options` from the same Settings) does the batching and
-the forward passes; the loop scores each request under the SFT model, then the base model,
-one request at a time, as a plain training-script loop would.
+The service's engine factory builds the pair (`HFScoringEngine`, configured from the same
+Settings) that does the batching and the forward passes; the loop scores each request under
+the SFT model, then the base model, one request at a time, as a plain training-script loop
+would.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from harness.bench.drive import Record
 from harness.bench.systems import System
 from harness.workloads import Request
 from service.config import Settings
-from service.engines.options import hf_options
 
 if TYPE_CHECKING:  # torch loads when the loop starts, not when the benchmark does
-    from service.engines.hf_engine import HFScoringEngine
+    from service.engines.base import ScoringEngine
 
 
 class TransformersLoop(System):
@@ -28,22 +28,20 @@ class TransformersLoop(System):
 
     def __init__(self, settings: Settings, threads: int) -> None:
         super().__init__()
+        if settings.backend != "transformers":
+            raise ValueError("the transformers loop needs backend='transformers' settings")
         self.settings, self.threads = settings, threads
-        self.engines: list[HFScoringEngine] = []
+        self.engines: list[ScoringEngine] = []
         self._loop = asyncio.new_event_loop()  # one loop for all calls into the engines
 
     def start(self) -> None:
         import torch
 
-        from service.engines.hf_engine import HFScoringEngine
+        from service.engines.factory import load_engine_pair
 
         started = time.perf_counter()
         torch.set_num_threads(self.threads)
-        s = self.settings
-        self.engines = [
-            HFScoringEngine("sft", s.sft_model, revision=s.sft_revision, **hf_options(s)),
-            HFScoringEngine("base", s.base_model, revision=s.base_revision, **hf_options(s)),
-        ]
+        self.engines = load_engine_pair(self.settings).pair.engines
         self.startup_s = time.perf_counter() - started
 
     def stop(self) -> None:
