@@ -17,7 +17,7 @@ from types import FrameType
 import uvicorn
 
 from service.config import Settings
-from service.core.lifecycle import Lifecycle
+from service.core.lifecycle import Lifecycle, Phase
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +29,14 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.lifecycle = lifecycle
         self.exit_code = 0
-        self._draining = False
         self._drain_task: asyncio.Future[None] | None = None
         lifecycle.on_fatal = self.stop_on_fatal
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig != signal.SIGTERM or self._draining or not self.started:
+        # A second SIGTERM (already draining), SIGINT, or one before start-up: stop now.
+        if sig != signal.SIGTERM or not self.started or self.lifecycle.phase is not Phase.SERVING:
             super().handle_exit(sig, frame)
             return
-        self._draining = True
         self.lifecycle.begin_drain()
         asyncio.get_event_loop().call_soon_threadsafe(self._start_drain, sig, frame)
 
