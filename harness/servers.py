@@ -20,9 +20,9 @@ from harness.ports import HOST, free_port, loopback_url
 from harness.processes import ManagedProcess
 from service.config import Settings
 
-# Client keep-alive below the 5 s after which uvicorn (the service's and vLLM's server) closes
-# an idle connection, so that a client never sends a request on a connection the server is
-# closing at that very moment (that request would get no answer, only a transport error).
+# Client keep-alive well below the idle timeout of the servers the harness talks to (the
+# service's DRS_KEEP_ALIVE_TIMEOUT_S, 65 s; `vllm serve`'s uvicorn, 5 s), so that a client never
+# sends a request on a connection the server is closing at that very moment.
 CLIENT_KEEPALIVE_S = 2.0
 
 

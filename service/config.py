@@ -157,6 +157,13 @@ class Settings(BaseSettings):
     # HTTP, security, logs.
     host: str = Field("127.0.0.1", description="Bind address (loopback unless you mean it).")
     port: int = Field(8000, ge=0, le=65535, description="Bind port.")
+    keep_alive_timeout_s: int = Field(
+        65,
+        ge=1,
+        description="Seconds an idle HTTP connection stays open. Longer than the pool expiry of "
+        "common clients (httpx 5 s, aiohttp 15 s), so that a client never sends a request on a "
+        "connection the server is closing at that moment (uvicorn's default is 5 s).",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted API keys (Bearer): one key, comma-separated keys, or a JSON list "

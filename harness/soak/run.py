@@ -46,10 +46,8 @@ async def send(
     headers = {"content-type": "application/json"}
     try:
         if give_up_s is not None:
-            # A client that hangs up mid-request, on a connection of its own: the server must
-            # abort the engine work. (Cancelling a request inside the shared pool would test
-            # httpcore's handling of cancellation, not the server: once, another request on
-            # that pool then failed with ReadError('').)
+            # A client that hangs up mid-request, on a connection of its own as a separate
+            # client would be: the server must abort the engine work.
             async with httpx.AsyncClient(base_url=client.base_url, timeout=600) as own:
                 try:
                     response = await asyncio.wait_for(

@@ -65,6 +65,7 @@ def run_server(settings: Settings) -> None:
         log_config=None,  # ours, configured at the entry point, for uvicorn's loggers too
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     server = DrainingServer(config, app.state.lifecycle)
     # After a graceful shutdown uvicorn re-raises the signal that stopped it, which would end
