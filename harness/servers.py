@@ -20,10 +20,22 @@ from harness.ports import HOST, free_port, loopback_url
 from harness.processes import ManagedProcess
 from service.config import Settings
 
-# Client keep-alive well below the idle timeout of the servers the harness talks to (the
-# service's DRS_KEEP_ALIVE_TIMEOUT_S, 65 s; `vllm serve`'s uvicorn, 5 s), so that a client never
-# sends a request on a connection the server is closing at that very moment.
-CLIENT_KEEPALIVE_S = 2.0
+# Idle keep-alive of every server the harness runs: the service's DRS_KEEP_ALIVE_TIMEOUT_S
+# default, and what the benchmark gives its `vllm serve` peers (VLLM_HTTP_TIMEOUT_KEEP_ALIVE).
+SERVER_KEEPALIVE_S: int = Settings.model_fields["keep_alive_timeout_s"].default
+
+
+def pooled_limits() -> httpx.Limits:
+    """An httpx pool with no size limit whose client never expires an idle connection itself.
+
+    httpcore 1.0 closes a connection whose keep-alive expired while another request has just
+    been handed that connection but has not started on it yet; under a starved event loop
+    (the soak, 2 cores) that request then fails mid-flight with ReadError(ClosedResourceError)
+    (seen: headers and body sent, the read failed 1.3 s later). Without a client-side expiry
+    only the server closes idle connections, after SERVER_KEEPALIVE_S: longer than any pause
+    in a harness run's traffic.
+    """
+    return httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=None)
 
 
 def cli_flags(values: Mapping[str, object], *, false_as_no: bool) -> list[str]:

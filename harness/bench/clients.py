@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from harness.servers import CLIENT_KEEPALIVE_S
+from harness.servers import SERVER_KEEPALIVE_S, pooled_limits
 
 JSON_HEADERS = {"content-type": "application/json"}
 # (x-total-time, x-engine-time) headers of a service answer.
@@ -47,12 +47,7 @@ def parse_ms(value: str | None) -> float | None:
 class HttpxClient:
     def __init__(self) -> None:
         # Open loop: never let the client's pool be the queue.
-        limits = httpx.Limits(
-            max_connections=4096,
-            max_keepalive_connections=4096,
-            keepalive_expiry=CLIENT_KEEPALIVE_S,
-        )
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None), limits=limits)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None), limits=pooled_limits())
 
     async def post(self, url: str, body: bytes) -> tuple[int, Timing, bytes]:
         try:
@@ -70,8 +65,9 @@ class AiohttpClient:
         import aiohttp
 
         self._errors = aiohttp.ClientError
-        # No pool limit; keep-alive shorter than the servers' (aiohttp's default is 15 s).
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=CLIENT_KEEPALIVE_S)
+        # No pool limit; keep-alive shorter than the servers'. aiohttp expires only connections
+        # that sit in its idle pool, so it has no race like httpcore's (harness.servers).
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=SERVER_KEEPALIVE_S / 2)
         timeout = aiohttp.ClientTimeout(total=None)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
 

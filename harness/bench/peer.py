@@ -20,7 +20,7 @@ from harness.bench.drive import Outcome
 from harness.bench.systems import HttpSystem
 from harness.ports import HOST, free_port, loopback_url
 from harness.processes import ManagedProcess
-from harness.servers import cli_flags, wait_ready
+from harness.servers import SERVER_KEEPALIVE_S, cli_flags, wait_ready
 from harness.workloads import Request
 from service.config import Settings
 from service.engines.options import VllmOptions, vllm_options
@@ -65,9 +65,12 @@ class VllmServePair(HttpSystem):
             port = free_port()
             self.urls[role] = loopback_url(port)
             command = vllm_serve_command(self.options[role], role, port)
-            self.procs.append(
-                ManagedProcess(command, name=f"vllm-{role}", env=self.options[role].env)
-            )
+            # The same idle keep-alive as the service's, so one client setting fits both.
+            env = {
+                **self.options[role].env,
+                "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(SERVER_KEEPALIVE_S),
+            }
+            self.procs.append(ManagedProcess(command, name=f"vllm-{role}", env=env))
             if not self.cpu:
                 # One GPU: each server profiles free memory at start, so one after the other.
                 wait_ready(self.urls[role] + "/v1/models", self.procs, timeout_s=900)

@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 
 from harness.paths import pair_settings
-from harness.servers import CLIENT_KEEPALIVE_S, ServiceProcess, vocab_size
+from harness.servers import ServiceProcess, pooled_limits, vocab_size
 from harness.soak.mix import LIMITS, MIX, Body, Mix, expected_status
 from service.sequence import ScoreInput
 
@@ -94,8 +94,7 @@ class RssSampler:
 async def drive(
     url: str, rate: float, duration_s: float, seed: int, pid: int | None
 ) -> tuple[dict[str, Any], list[Outcome]]:
-    limits = httpx.Limits(max_connections=None, keepalive_expiry=CLIENT_KEEPALIVE_S)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=pooled_limits()) as client:
         mix = Mix(vocab_size((await client.get("/v1/models")).json()), seed)
         arrivals = random.Random(seed + 1)
         stop = asyncio.Event()
