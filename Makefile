@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick soak browser screenshot tools test-deploy lint-deploy clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups soak browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -85,6 +85,11 @@ bench: install demo
 
 bench-quick: install demo
 	$(PY) loadtest/bench.py --quick $(BENCH_ARGS)
+
+# GRPO groups, first and second round, service with and without prefix sharing vs the peers
+# (~15 min on 2 cores): loadtest/results/groups-*.json
+bench-groups: install demo
+	$(PY) loadtest/bench.py groups $(BENCH_ARGS)
 
 # Soak by hand (the test suite runs 45 s of it): SOAK_ARGS="--duration-s 600 --rate 12".
 soak: install demo

@@ -42,6 +42,8 @@ SHAPES = {
     "single": Shape("single", 1, 32, 96, 96, False, 1.0),  # a dashboard request
     "rl_batch": Shape("rl_batch", 64, 64, 192, 448, False, 5.0),  # a PPO/REINFORCE batch
     "grpo_group": Shape("grpo_group", 16, 128, 128, 128, True, 2.0),  # 1 prompt x 16
+    # An agentic / multi-turn prompt: most of each sequence is the shared prompt.
+    "long_group": Shape("long_group", 16, 1024, 256, 256, True, 10.0),
 }
 
 

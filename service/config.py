@@ -87,16 +87,48 @@ class Settings(BaseSettings):
         None,
         gt=0,
         le=1,
-        description="Fraction of device memory for EACH engine (on CPU: of RAM); "
-        "default 0.4 on GPU, 0.1 on CPU.",
+        description="Fraction of device memory for EACH engine (on CPU: of RAM); default on "
+        "GPU 0.4 when the two engines share their GPUs, 0.9 when each has its own; 0.1 on CPU.",
     )
     tensor_parallel_size: int = Field(
         1, ge=1, description="GPUs per engine (vLLM tensor parallelism)."
+    )
+    data_parallel_size: int = Field(
+        1,
+        ge=1,
+        description="Replicas of each engine (vLLM's own data parallelism), each on its own "
+        "tensor_parallel_size GPUs.",
+    )
+    sft_devices: str | None = Field(
+        None,
+        pattern=r"^\d+(,\d+)*$",
+        description="GPU ids for the SFT engine's processes (CUDA_VISIBLE_DEVICES there), e.g. "
+        "0 or 0,1; default: the first half of the visible GPUs when there are enough for both "
+        "engines, else all of them, shared with the base engine.",
+    )
+    base_devices: str | None = Field(
+        None,
+        pattern=r"^\d+(,\d+)*$",
+        description="GPU ids for the base engine's processes; default: the second half of the "
+        "visible GPUs when there are enough for both engines, else shared with the SFT engine.",
     )
     max_num_batched_tokens: int = Field(
         8192, ge=16, description="vLLM scheduler: tokens per engine step (bounds logits memory)."
     )
     max_num_seqs: int = Field(256, ge=1, description="vLLM scheduler: sequences per engine step.")
+    prefix_sharing: bool = Field(
+        True,
+        description="Sequences with the same prompt (a group, a batch of K samples per prompt, a "
+        "second round) reuse the prompt's KV cache instead of computing it again; every result "
+        "is still exact (off: each sequence is computed whole, as before).",
+    )
+    block_size: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM KV-cache block size in tokens, the unit of prefix sharing; default 32 "
+        "on CPU (a multiple of 32 there; shares more of short prompts than vLLM's 128), vLLM's "
+        "own on GPU.",
+    )
     cpu_kvcache_space_gib: int = Field(
         1, ge=1, description="vLLM-CPU only: KV cache GiB per engine (VLLM_CPU_KVCACHE_SPACE)."
     )

@@ -52,6 +52,21 @@ TOKENS_SCORED = Counter(
     ["model"],
     registry=REGISTRY,
 )
+PREFIX_CACHED_TOKENS = Counter(
+    "drs_prefix_cached_tokens",
+    "Prompt tokens read from an engine's prefix cache instead of being computed again.",
+    ["model"],
+    registry=REGISTRY,
+)
+PREFIX_GUARD_FALLBACKS = Counter(
+    "drs_prefix_guard_fallbacks",
+    "Sequences rescored without the prefix cache because a hit reached a scored row.",
+    ["model"],
+    registry=REGISTRY,
+)
+for _model in ("sft", "base"):  # both series exist from the start, at 0
+    PREFIX_CACHED_TOKENS.labels(model=_model)
+    PREFIX_GUARD_FALLBACKS.labels(model=_model)
 INFLIGHT_REQUESTS = Gauge(
     "drs_inflight_requests", "Admitted requests not yet answered.", registry=REGISTRY
 )

@@ -396,12 +396,15 @@ def test_probes_rollout_and_drain(overlay: str) -> None:
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + SHUTDOWN_MARGIN_S
 
 
-def test_gpu_overlay_requests_gpus_for_tensor_parallelism() -> None:
+def test_gpu_overlay_requests_a_gpu_set_for_each_engine() -> None:
     docs = render("gpu")
     resources = container(docs)["resources"]
     gpus = int(resources["limits"]["nvidia.com/gpu"])
-    assert gpus >= 1
-    assert int(config_env(docs)["DRS_TENSOR_PARALLEL_SIZE"]) == gpus
+    env = config_env(docs)
+    per_engine = int(env["DRS_TENSOR_PARALLEL_SIZE"]) * int(env["DRS_DATA_PARALLEL_SIZE"])
+    # Enough for the service's default placement: each engine on GPUs of its own.
+    assert gpus == 2 * per_engine
+    assert int(resources["requests"]["nvidia.com/gpu"]) == gpus
     assert "memory" in resources["requests"] and "cpu" in resources["requests"]
     assert "nvidia.com/gpu" not in container(render("cpu"))["resources"].get("limits", {})
 

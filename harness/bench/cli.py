@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,13 +87,18 @@ def make_system(name: str, args: argparse.Namespace, shared: dict[str, Any], cpu
         return VllmServePair(peer_settings(args, shared), args.peer_mode, cpu, args.client)
     from harness.bench.loop import TransformersLoop
 
+    # The plain loop a user writes: every sequence whole. `transformers_shared` (bench groups)
+    # is the same engine computing a shared prompt once.
     settings = Settings(
         **shared,
         backend="transformers",
         device="cpu" if cpu else "cuda",
         hf_max_batch_tokens=args.hf_max_batch_tokens,
+        prefix_sharing=name == "transformers_shared",
     )
-    return TransformersLoop(settings, args.hf_threads)
+    loop = TransformersLoop(settings, args.hf_threads)
+    loop.name = name
+    return loop
 
 
 def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -244,6 +250,12 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["groups"]:
+        from harness.bench.groups import main as groups_main
+
+        groups_main(argv[1:])
+        return
     args = parse_args(argv)
     if args.reanalyze:
         reanalyze(args.reanalyze)

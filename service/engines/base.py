@@ -27,6 +27,7 @@ class EngineInfo:
     max_model_len: int
     vocab_size: int
     prefix_sharing: bool = False
+    block_size: int | None = None  # vLLM KV-cache block: the unit of prefix sharing
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -46,15 +46,16 @@ def _start_engine(settings: Settings, role: str, model: str, revision: str | Non
 
         return HFScoringEngine(role, model, revision=revision, **hf_options(settings))
     try:
-        from service.engines.vllm_engine import VLLMScoringEngine, on_cpu
+        from service.engines.vllm_engine import VLLMScoringEngine, on_cpu, visible_gpus
     except ImportError as error:
         raise StartupError(
             f"backend 'vllm' needs vLLM installed ({error}); install the 'cpu' or 'gpu' extra "
             "or start with --backend transformers"
         ) from error
-    return VLLMScoringEngine.start(
-        role, vllm_options(settings, role, model, revision, cpu=on_cpu())
+    options = vllm_options(
+        settings, role, model, revision, cpu=on_cpu(), visible_gpus=visible_gpus()
     )
+    return VLLMScoringEngine.start(role, options)
 
 
 def _shutdown_quietly(engine: ScoringEngine) -> None:

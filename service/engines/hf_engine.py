@@ -1,9 +1,15 @@
-"""transformers engine: a plain batched forward pass. The reference the vLLM engine is tested
-against, and the fallback where vLLM is absent."""
+"""transformers engine: batched forward passes. The reference the vLLM engine is tested
+against, and the fallback where vLLM is absent.
+
+Only completion rows go through the LM head (`logits_to_keep`). Sequences that share a prompt
+(with `share_prompts`) run the prompt once, keep its KV cache, and run only their completions
+on top of copies of it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 from collections.abc import Sequence
@@ -16,6 +22,7 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 from service.engines.base import EngineInfo
+from service.engines.sharing import prompt_groups
 from service.sequence import ScoreInput
 
 logger = logging.getLogger(__name__)
@@ -71,6 +78,7 @@ class HFScoringEngine:
         device: str = "auto",
         max_model_len: int | None = None,
         max_batch_tokens: int = 8192,
+        share_prompts: bool = True,
     ) -> None:
         self._device = resolve_device(device)
         self._dtype = resolve_dtype(dtype, self._device)
@@ -81,6 +89,7 @@ class HFScoringEngine:
         config = self._model.config
         context = int(getattr(config, "max_position_embeddings", max_model_len or 2048))
         self._max_batch_tokens = max_batch_tokens
+        self._share_prompts = share_prompts
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hf-{role}")
         self._info = EngineInfo(
             role=role,
@@ -92,6 +101,7 @@ class HFScoringEngine:
             device=self._device,
             max_model_len=min(max_model_len or context, context),
             vocab_size=int(config.vocab_size),
+            prefix_sharing=share_prompts,
         )
 
     @property
@@ -110,17 +120,29 @@ class HFScoringEngine:
 
     def _score_sync(self, batch: Sequence[ScoreInput], cancel: threading.Event) -> list[np.ndarray]:
         results: list[np.ndarray] = [np.empty(0, np.float32)] * len(batch)
-        lengths = [item.num_tokens for item in batch]
-        for indices in plan_microbatches(lengths, self._max_batch_tokens):
+        groups = prompt_groups(batch) if self._share_prompts else [[i] for i in range(len(batch))]
+        singles = [members[0] for members in groups if len(members) == 1]
+        work = [(indices, self._forward) for indices in self._plan(batch, singles)]
+        work += [(members, self._forward_group) for members in groups if len(members) > 1]
+        for indices, forward in work:
             if cancel.is_set():
                 raise Cancelled()
-            outputs = self._forward([batch[i] for i in indices])
+            outputs = forward([batch[i] for i in indices], cancel)
             for index, logprobs in zip(indices, outputs, strict=True):
                 results[index] = logprobs
         return results
 
+    def _plan(self, batch: Sequence[ScoreInput], indices: list[int]) -> list[list[int]]:
+        """Micro-batches of `indices` (each under the padded-token budget)."""
+        lengths = [batch[i].num_tokens for i in indices]
+        return [
+            [indices[j] for j in part]
+            for part in plan_microbatches(lengths, self._max_batch_tokens)
+        ]
+
     @torch.inference_mode()
-    def _forward(self, rows: Sequence[ScoreInput]) -> list[np.ndarray]:
+    def _forward(self, rows: Sequence[ScoreInput], cancel: threading.Event) -> list[np.ndarray]:
+        """Rows with their own prompts: one right-padded pass, LM head on completion rows."""
         width = max(row.num_tokens for row in rows)
         ids = torch.zeros((len(rows), width), dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -128,19 +150,54 @@ class HFScoringEngine:
             sequence = [*row.prompt_ids, *row.completion_ids]
             ids[r, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
             mask[r, : len(sequence)] = 1
+        # Row t predicts token t+1: only rows first-scored .. last-scored of some sequence.
+        first = min(len(row.prompt_ids) for row in rows) - 1
+        last = max(row.num_tokens for row in rows) - 1
+        keep = torch.arange(first, last, device=self._device)
         # Right padding: real tokens keep positions 0..n-1, padding is masked out.
         logits = self._model(
-            input_ids=ids.to(self._device), attention_mask=mask.to(self._device)
-        ).logits
+            input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
+            logits_to_keep=keep, use_cache=False,
+        ).logits  # fmt: skip
         out = []
         for r, row in enumerate(rows):
-            start, count = len(row.prompt_ids) - 1, len(row.completion_ids)
-            # Row t predicts token t+1; fp32 log-softmax of the raw logits.
-            rows_logits = logits[r, start : start + count].float()
-            logprobs = torch.log_softmax(rows_logits, dim=-1)
-            targets = torch.tensor(list(row.completion_ids), device=logprobs.device)
-            picked = logprobs.gather(1, targets[:, None])[:, 0]
-            out.append(picked.cpu().numpy().astype(np.float32, copy=False))
+            start = len(row.prompt_ids) - 1 - first
+            out.append(
+                picked(logits[r, start : start + len(row.completion_ids)], row.completion_ids)
+            )
+        return out
+
+    @torch.inference_mode()
+    def _forward_group(
+        self, rows: Sequence[ScoreInput], cancel: threading.Event
+    ) -> list[np.ndarray]:
+        """Rows with one prompt: the prompt once, then the completions on copies of its cache."""
+        prompt = torch.tensor([list(rows[0].prompt_ids)], dtype=torch.long, device=self._device)
+        primed = self._model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        # The prompt's last row predicts every completion's first token.
+        first_logits = primed.logits[0, -1:]
+        out: list[np.ndarray] = [np.empty(0, np.float32)] * len(rows)
+        for part in self._plan(rows, list(range(len(rows)))):
+            if cancel.is_set():
+                raise Cancelled()
+            width = max(len(rows[r].completion_ids) for r in part)
+            ids = torch.zeros((len(part), width), dtype=torch.long)
+            mask = torch.ones((len(part), prompt.shape[1] + width), dtype=torch.long)
+            for k, r in enumerate(part):
+                count = len(rows[r].completion_ids)
+                ids[k, :count] = torch.tensor(list(rows[r].completion_ids), dtype=torch.long)
+                mask[k, prompt.shape[1] + count :] = 0
+            cache = copy.deepcopy(primed.past_key_values)
+            cache.batch_repeat_interleave(len(part))
+            # Completion row j predicts token j+1; the last row predicts nothing.
+            logits = self._model(
+                input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
+                past_key_values=cache, logits_to_keep=torch.arange(width - 1, device=self._device),
+            ).logits  # fmt: skip
+            for k, r in enumerate(part):
+                count = len(rows[r].completion_ids)
+                rows_logits = torch.cat([first_logits, logits[k, : count - 1]])
+                out[r] = picked(rows_logits, rows[r].completion_ids)
         return out
 
     async def check_health(self) -> None:
@@ -148,3 +205,10 @@ class HFScoringEngine:
 
     async def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def picked(logits: torch.Tensor, targets: Sequence[int]) -> np.ndarray:
+    """log p(target_j) from row j's raw logits: fp32 log-softmax, as vLLM's raw_logprobs."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    index = torch.tensor(list(targets), device=logprobs.device)[:, None]
+    return logprobs.gather(1, index)[:, 0].cpu().numpy().astype(np.float32, copy=False)

@@ -4,6 +4,12 @@ Facts this relies on are in VLLM_NOTES.md: the prompt is `prompt + completion` t
 `max_tokens=1`, `prompt_logprobs=0` returns the actual token's log-prob per position (flat
 container aligned with ids[1:]); on the GPU model runner V2, `prompt_logprob_token_ids` with
 a start row computes the LM head on completion rows only.
+
+Prefix sharing: requests read vLLM's prefix cache, with every hit capped at the first scored
+row by `vllm_scheduler.ScoringScheduler`. Sequences of a batch that share a prompt are sent
+after one of them has put the prompt in the cache (requests scheduled in the same step do not
+hit each other); later requests repeating a prompt hit it too. Every result is guarded: a hit
+past the first scored row is rescored with cache reads off, never returned.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
+from service import metrics
+from service.engines import vllm_scheduler
 from service.engines.base import EngineInfo, first_error
 from service.engines.options import VllmOptions
+from service.engines.sharing import prompt_groups
 from service.errors import EngineUnavailable, ServerError
 from service.sequence import ScoreInput
 
@@ -34,6 +43,16 @@ logger = logging.getLogger(__name__)
 
 def on_cpu() -> bool:
     return bool(current_platform.is_cpu())
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may hand to its engines (none on CPU)."""
+    if on_cpu():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
+    return [str(i) for i in range(current_platform.device_count())]
 
 
 def supports_token_id_path(engine: AsyncLLM) -> bool:
@@ -59,19 +78,40 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def sharing_args(args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with the capped scheduler added when the options ask for prefix caching."""
+    if not args.get("enable_prefix_caching"):
+        return args
+    if not vllm_scheduler.supported():
+        logger.warning("this vLLM has no scheduler hook to cap prefix hits: no prefix sharing")
+        return {**args, "enable_prefix_caching": False}
+    return {"scheduler_cls": vllm_scheduler.QUALNAME, **args}
+
+
 class VLLMScoringEngine:
     """Scores with one AsyncLLM engine. Build with `start()`; it blocks until the engine is up."""
 
-    def __init__(self, role: str, engine: AsyncLLM, info: EngineInfo, token_id_path: bool) -> None:
+    def __init__(
+        self,
+        role: str,
+        engine: AsyncLLM,
+        info: EngineInfo,
+        token_id_path: bool,
+        block_size: int,
+        sharing: bool,
+    ) -> None:
         self._role = role
         self._engine: AsyncLLM | None = engine
         self._info = info
         self._token_id_path = token_id_path
+        self._block_size = block_size
+        self._sharing = sharing  # off: cache reads off, no priming
+        self._shared_results = 0  # results computed on top of a prefix-cache hit
 
     @classmethod
     def start(cls, role: str, options: VllmOptions) -> VLLMScoringEngine:
         """Start one engine from its resolved options (`service.engines.options`)."""
-        args, env = options.engine_args, options.env
+        args, env = sharing_args(options.engine_args), options.env
         logger.info("starting vLLM engine", extra={"role": role, "engine_args": args, "env": env})
         with environment(env):
             engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
@@ -91,41 +131,91 @@ class VLLMScoringEngine:
             vocab_size=int(model_config.get_vocab_size()),
             extra={"cpu_threads_bind": env.get("VLLM_CPU_OMP_THREADS_BIND")} if cpu else {},
         )
+        cache = engine.vllm_config.cache_config
+        sharing = bool(getattr(cache, "enable_prefix_caching", False)) and "scheduler_cls" in args
         token_id_path = supports_token_id_path(engine)
-        caching = bool(getattr(engine.vllm_config.cache_config, "enable_prefix_caching", False))
-        info = replace(info, prefix_sharing=token_id_path and caching)
-        return cls(role, engine, info, token_id_path)
+        return cls(role, engine, info, token_id_path, int(cache.block_size), sharing)
 
     @property
     def info(self) -> EngineInfo:
-        return self._info
+        """What this engine is; `prefix_sharing` is measured: true once a result was computed on
+        top of a prefix-cache hit that passed the guard."""
+        return replace(
+            self._info, prefix_sharing=self._shared_results > 0, block_size=self._block_size
+        )
 
     async def score(self, batch: Sequence[ScoreInput], request_id: str) -> list[np.ndarray]:
         """Log-probs of each input's completion tokens, float32, in input order.
 
-        Every sequence goes to the engine at once: vLLM's scheduler does the batching.
+        Sequences go to the engine at once (vLLM's scheduler batches them), except that with
+        prefix sharing the rest of a group waits until its first member has cached the prompt.
         """
+        results: list[np.ndarray] = [np.empty(0, np.float32)] * len(batch)
+
+        async def score_into(index: int) -> None:
+            results[index] = await self._score_one(batch[index], f"{request_id}-{index}")
+
+        async def score_group(members: list[int]) -> None:
+            first, rest = members[0], members[1:]
+            if rest and self._worth_priming(batch[first]):
+                await score_into(first)
+                members = rest
+            async with asyncio.TaskGroup() as group:
+                for index in members:
+                    group.create_task(score_into(index))
+
+        groups = prompt_groups(batch) if self._sharing else [[i] for i in range(len(batch))]
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._score_one(item, f"{request_id}-{i}"))
-                    for i, item in enumerate(batch)
-                ]
+                for members in groups:
+                    group.create_task(score_group(members))
         except ExceptionGroup as errors:
             error = first_error(errors)
             if isinstance(error, EngineDeadError):
                 raise EngineUnavailable(f"{self._role} engine is not running") from error
             raise error from None
-        return [task.result() for task in tasks]
+        return results
+
+    def _worth_priming(self, item: ScoreInput) -> bool:
+        """A prompt with a whole block before its first scored row: a hit can save work."""
+        return len(item.prompt_ids) - 1 >= self._block_size
 
     async def _score_one(self, item: ScoreInput, request_id: str) -> np.ndarray:
+        sharing = self._sharing
         if self._token_id_path:
-            fast = await self._run(item, request_id, self._token_id_params(item))
+            fast = await self._run(item, request_id, self._token_id_params(item, sharing))
             if fast.prompt_token_id_logprobs is not None:
+                self._count_hit(fast)
                 return np.asarray(fast.prompt_token_id_logprobs[:, 0], dtype=np.float32)
             # None when a prefix-cache hit reached past the start row: use the general path.
-        output = await self._run(item, f"{request_id}-full", self._prompt_logprob_params())
+            if sharing:
+                metrics.PREFIX_GUARD_FALLBACKS.labels(model=self._role).inc()
+            sharing = False
+        output = await self._run(
+            item, f"{request_id}-full", self._prompt_logprob_params(item, sharing)
+        )
+        if sharing and not self._guard_passes(output, item):
+            metrics.PREFIX_GUARD_FALLBACKS.labels(model=self._role).inc()
+            output = await self._run(
+                item, f"{request_id}-nocache", self._prompt_logprob_params(item, False)
+            )
+        elif sharing:
+            self._count_hit(output)
         return self._completion_logprobs(output, item)
+
+    @staticmethod
+    def _guard_passes(output: Any, item: ScoreInput) -> bool:
+        """Every scored row was computed: the cache hit stops at or before the first one."""
+        cached = int(getattr(output, "num_cached_tokens", 0) or 0)
+        values = getattr(output.prompt_logprobs, "logprobs", None)
+        complete = values is not None and len(values) == item.num_tokens - 1
+        return complete and cached <= len(item.prompt_ids) - 1
+
+    def _count_hit(self, output: Any) -> None:
+        cached = int(getattr(output, "num_cached_tokens", 0) or 0)
+        if cached > 0:
+            self._shared_results += 1
+            metrics.PREFIX_CACHED_TOKENS.labels(model=self._role).inc(cached)
 
     async def _run(self, item: ScoreInput, request_id: str, params: SamplingParams) -> Any:
         prompt = TokensPrompt(prompt_token_ids=[*item.prompt_ids, *item.completion_ids])
@@ -139,18 +229,21 @@ class VLLMScoringEngine:
         return final
 
     @staticmethod
-    def _prompt_logprob_params() -> SamplingParams:
-        # prompt_logprobs goes to the constructor: set later, prefix-cache reads stay on.
+    def _prompt_logprob_params(item: ScoreInput, read_cache: bool) -> SamplingParams:
+        # prompt_logprobs goes to the constructor (set later, cache reads would stay on
+        # unguarded); the start row tells ScoringScheduler where to cap a hit.
         return SamplingParams(
             max_tokens=1,
             prompt_logprobs=0,
             detokenize=False,
             flat_logprobs=True,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            skip_reading_prefix_cache=not read_cache,
+            extra_args={vllm_scheduler.SCORE_START: len(item.prompt_ids) - 1},
         )
 
     @staticmethod
-    def _token_id_params(item: ScoreInput) -> SamplingParams:
+    def _token_id_params(item: ScoreInput, read_cache: bool) -> SamplingParams:
         rows = np.asarray(item.completion_ids, dtype=np.int64)[:, None]
         return SamplingParams(
             max_tokens=1,
@@ -158,10 +251,10 @@ class VLLMScoringEngine:
             prompt_logprob_start=len(item.prompt_ids) - 1,
             detokenize=False,
             output_kind=RequestOutputKind.FINAL_ONLY,
-            # Only rows from the start row on are scored, so a cached prompt prefix may be
-            # reused: a GRPO group's shared prompt is prefilled once. When a cache hit reaches
-            # past the start row vLLM returns None and the general path answers instead.
-            skip_reading_prefix_cache=False,
+            # vLLM itself answers None when a hit reaches past the start row (then the general
+            # path answers); ScoringScheduler caps hits so that it does not.
+            skip_reading_prefix_cache=not read_cache,
+            extra_args={vllm_scheduler.SCORE_START: len(item.prompt_ids) - 1},
         )
 
     def _completion_logprobs(self, output: Any, item: ScoreInput) -> np.ndarray:

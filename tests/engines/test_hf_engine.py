@@ -59,3 +59,34 @@ def test_microbatches_respect_the_padded_token_budget(
     lengths: list[int], budget: int, expected: list[list[int]]
 ) -> None:
     assert plan_microbatches(lengths, budget) == expected
+
+
+def test_shared_prompts_are_computed_once_and_equal_single_forwards(demo_dir: Path) -> None:
+    """Groups (and flat items repeating a prompt) run the prompt once, split into micro-batches
+    by a small budget; every value still equals one unpadded forward of the whole sequence."""
+    engine = HFScoringEngine("sft", str(demo_dir / "sft"), max_batch_tokens=700)
+    model = AutoModelForCausalLM.from_pretrained(str(demo_dir / "sft"), dtype=torch.float32).eval()
+    rng = random.Random(2)
+    vocab = engine.info.vocab_size
+
+    def ids(n: int) -> list[int]:
+        return [rng.randrange(vocab) for _ in range(n)]
+
+    prompt, stem = ids(130), ids(20)
+    group = [ScoreInput(prompt, stem + ids(rng.randrange(1, 50))) for _ in range(6)]
+    group += [ScoreInput(prompt, [7]), ScoreInput(prompt, group[0].completion_ids)]
+    others = [ScoreInput(ids(rng.randrange(1, 30)), ids(rng.randrange(1, 40))) for _ in range(3)]
+    batch = [others[0], *group[:4], others[1], *group[4:], others[2]]
+    shapes: list[tuple[int, ...]] = []
+    engine._model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    got = asyncio.run(engine.score(batch, "t"))
+    for item, values in zip(batch, got, strict=True):
+        assert np.max(np.abs(values - reference_logprobs(model, item))) <= 1e-5
+    # The 130-token prompt went through the model once, alone; everything else ran shorter
+    # rows (the group's completions on copies of its cache, the other items whole).
+    assert [shape for shape in shapes if shape[1] >= 130] == [(1, 130)]
+    assert len(shapes) >= 3  # the budget split the group's completions
+    asyncio.run(engine.shutdown())

@@ -1,0 +1,155 @@
+"""`make bench-groups`: GRPO groups, cold and again, on every system side by side in one run.
+
+    .venv/bin/python loadtest/bench.py groups [--shapes grpo_group long_group] [--requests N]
+
+Per system and group shape: closed-loop capacity (requests/s, 4 clients) over N groups never
+sent before (first round: every prompt new to the server), then over the same N groups again
+(second round: a trainer re-scoring its batch after an update). Systems: this service with
+prefix sharing (`service`), the same service as it was before prefix sharing (`service_unshared`:
+no cache reads, vLLM's block size 128), two `vllm serve` servers given their best shot
+(`vllm_serve_pair`), and the in-process transformers loop, plain (`transformers_loop`: each
+sequence whole) and with the transformers engine's prompt sharing (`transformers_shared`).
+Rewards of every system are checked against the service's.
+Writes loadtest/results/groups-<UTC>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.bench import environment as env
+from harness.bench.cli import (
+    RESULTS,
+    cuda_available,
+    make_system,
+    max_abs_diff,
+    sampler,
+    scoring_vocab,
+    shared_settings,
+)
+from harness.bench.environment import log, shown
+from harness.bench.options import parse_args
+from harness.bench.systems import ServiceSystem, System
+from harness.workloads import SHAPES, Request, make_requests
+
+SYSTEMS = (
+    "service",
+    "service_unshared",
+    "vllm_serve_pair",
+    "transformers_loop",
+    "transformers_shared",
+)
+GROUP_SHAPES = ("grpo_group", "long_group")
+# The service as it was before prefix sharing: every sequence prefilled whole.
+UNSHARED_FLAGS = ["--no-prefix-sharing", "--block-size", "128"]
+CONCURRENCY = 4
+
+
+def group_system(name: str, args: argparse.Namespace, shared: dict[str, Any]) -> System:
+    if name == "service_unshared":
+        system = ServiceSystem(shared, [*args.service_flag, *UNSHARED_FLAGS], args.client)
+        system.name = name
+        return system
+    return make_system(name, args, shared, cpu=args.device != "cuda")
+
+
+def measure(system: System, requests: list[Request]) -> dict[str, float]:
+    """Capacity over groups new to the server, then over the same groups again."""
+    figures = {}
+    for round_name in ("first_round_rps", "second_round_rps"):
+        # min_s 0: exactly the pool once (after its warm-up request), never a repeat within it.
+        figures[round_name] = system.capacity(requests, CONCURRENCY, 0.0, len(requests) - 1)
+    return figures
+
+
+def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    shared = shared_settings(args)
+    vocab, _ = scoring_vocab(Path(shared["sft_model"]))
+    workloads = {
+        name: make_requests(SHAPES[name], requests_per_round + 1, sampler(vocab, args.seed + i))
+        for i, name in enumerate(args.shapes)
+    }
+    report: dict[str, Any] = {
+        "benchmark": "loadtest/bench.py groups",
+        "started_utc": started.isoformat(timespec="seconds"),
+        "git": env.git_info(),
+        "machine": env.machine_info(),
+        "versions": env.versions(),
+        "config": {
+            "shapes": {name: asdict(SHAPES[name]) for name in workloads},
+            "requests_per_round": requests_per_round,
+            "concurrency": CONCURRENCY,
+            "unshared_flags": UNSHARED_FLAGS,
+            "seed": args.seed,
+        },
+        "systems": {},
+        "equality": {},
+    }
+    reference: dict[str, Any] = {}
+    for name in args.systems:
+        system = group_system(name, args, shared)
+        log(f"starting {name}")
+        try:
+            system.start()
+            for requests in workloads.values():
+                system.prepare(requests)
+            for shape, requests in workloads.items():
+                # A throwaway group for the equality check: the measured pool stays unseen.
+                check = make_requests(SHAPES[shape], 1, sampler(vocab, args.seed + 99))[0]
+                system.prepare([check])
+                rewards = system.rewards(check)
+                if name == "service":
+                    reference[shape] = rewards
+                else:
+                    report["equality"].setdefault(name, {})[shape] = max_abs_diff(
+                        reference[shape], rewards
+                    )
+                figures = measure(system, requests)
+                report["systems"].setdefault(name, {})[shape] = figures
+                log(f" {name} {shape}: {json.dumps(figures)}")
+            report.setdefault("server_config", {})[name] = system.describe()
+        finally:
+            system.stop()
+    report["ratios"] = ratios(report["systems"])
+    report["elapsed_s"] = (datetime.now(UTC) - started).total_seconds()
+    return report
+
+
+def ratios(systems: dict[str, Any]) -> dict[str, Any]:
+    """The service's capacity over each other system's, per shape and round."""
+    if "service" not in systems:
+        return {}
+    out: dict[str, Any] = {}
+    for other, shapes in systems.items():
+        if other == "service":
+            continue
+        for shape, figures in shapes.items():
+            ours = systems["service"].get(shape, {})
+            out.setdefault(f"service_over_{other}", {})[shape] = {
+                key: round(ours[key] / value, 3) for key, value in figures.items() if value
+            }
+    return out
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=12, help="groups per round")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--shapes", nargs="+", default=list(GROUP_SHAPES), choices=GROUP_SHAPES)
+    own, rest = parser.parse_known_args(argv)
+    args = parse_args(rest)  # the benchmark's other flags (--demo, --client, --device, ...)
+    args.systems, args.shapes = own.systems, own.shapes
+    if args.device == "auto":
+        args.device = "cuda" if cuda_available() else "cpu"
+    report = run(args, own.requests)
+    path = (args.output or RESULTS / f"groups-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"wrote {shown(path)}")
+    print(json.dumps(report["ratios"], indent=2))
