@@ -104,12 +104,8 @@ def main() -> None:
         for sharing in (False, True):
             key = f"block{block_size}_{'shared' if sharing else 'unshared'}"
             report["results"][key] = run_engine(block_size, sharing, args)
-    out = (
-        ROOT
-        / "bench"
-        / "results"
-        / f"prefix-blocks-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    )
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = ROOT / "loadtest" / "results" / f"prefix-blocks-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
