@@ -16,12 +16,13 @@ import json
 import random
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness, run from anywhere
 
-from harness.bench.environment import git_info, machine_info
+from harness.bench.environment import run_record
 from harness.paths import DEMO, ROOT
 from harness.workloads import SHAPES, TokenSampler, make_requests
 from service import metrics
@@ -93,9 +94,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     report: dict[str, Any] = {
-        "benchmark": "bench/prefix_blocks.py",
-        "git": git_info(),
-        "machine": machine_info(),
+        **run_record("bench/prefix_blocks.py", datetime.now(UTC)),
         "groups_per_round": args.groups,
         "concurrency": CONCURRENCY,
         "results": {},

@@ -101,14 +101,12 @@ class Settings(BaseSettings):
     )
     sft_devices: str | None = Field(
         None,
-        pattern=r"^\d+(,\d+)*$",
         description="GPU ids for the SFT engine's processes (CUDA_VISIBLE_DEVICES there), e.g. "
         "0 or 0,1; default: the first half of the visible GPUs when there are enough for both "
         "engines, else all of them, shared with the base engine.",
     )
     base_devices: str | None = Field(
         None,
-        pattern=r"^\d+(,\d+)*$",
         description="GPU ids for the base engine's processes; default: the second half of the "
         "visible GPUs when there are enough for both engines, else shared with the SFT engine.",
     )
@@ -224,6 +222,13 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json_or_value(text, "starts with '[' but is not a JSON list of strings")
         return [key.strip() for key in re.split(r"[,\n]", text) if key.strip()]
+
+    @field_validator("sft_devices", "base_devices")
+    @classmethod
+    def _gpu_ids(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+(,\d+)*", value.replace(" ", "")):
+            raise ValueError("must be GPU ids separated by commas, e.g. 0 or 0,1")
+        return value.replace(" ", "") if value is not None else None
 
     @field_validator("cpu_threads_bind", mode="before")
     @classmethod

@@ -34,6 +34,10 @@ def test_defaults_are_safe() -> None:
         {"backend": "onnx"},
         {"cpu_threads_bind": ["0"]},
         {"request_timeout_s": 10, "max_request_timeout_s": 5},
+        {"sft_devices": "gpu0"},
+        {"base_devices": "0,"},
+        {"block_size": 0},
+        {"data_parallel_size": 0},
     ],
 )
 def test_invalid_settings_are_refused(overrides: dict[str, object]) -> None:

@@ -119,11 +119,7 @@ def new_report(
         peer_settings(args, shared), "sft", shared["sft_model"], None, cpu=device == "cpu"
     )
     report: dict[str, Any] = {
-        "benchmark": "loadtest/bench.py",
-        "started_utc": started.isoformat(timespec="seconds"),
-        "git": env.git_info(),
-        "machine": env.machine_info(),
-        "versions": env.versions(),
+        **env.run_record("loadtest/bench.py", started),
         "config": {
             "quick": args.quick,
             "shapes": {name: asdict(SHAPES[name]) for name in workloads},

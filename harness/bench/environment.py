@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,4 +81,15 @@ def versions() -> dict[str, str | None]:
         "transformers": version("transformers"),
         "httpx": version("httpx"),
         "aiohttp": version("aiohttp"),
+    }
+
+
+def run_record(benchmark: str, started: datetime) -> dict[str, Any]:
+    """The head of every benchmark's result: which one, when, at which commit, on what."""
+    return {
+        "benchmark": benchmark,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "git": git_info(),
+        "machine": machine_info(),
+        "versions": versions(),
     }

@@ -76,11 +76,7 @@ def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
         for i, name in enumerate(args.shapes)
     }
     report: dict[str, Any] = {
-        "benchmark": "loadtest/bench.py groups",
-        "started_utc": started.isoformat(timespec="seconds"),
-        "git": env.git_info(),
-        "machine": env.machine_info(),
-        "versions": env.versions(),
+        **env.run_record("loadtest/bench.py groups", started),
         "config": {
             "shapes": {name: asdict(SHAPES[name]) for name in workloads},
             "requests_per_round": requests_per_round,

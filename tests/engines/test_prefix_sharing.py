@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 
 from service.engines.base import EnginePair
-from service.engines.factory import load_engine_pair
 from service.sequence import ScoreInput
 
 pytestmark = pytest.mark.vllm
@@ -24,20 +22,6 @@ URL = "/v1/token_rewards"
 # Cached and uncached vLLM answers are equal to float32 rounding; vLLM vs transformers ~1.2e-5.
 SAME = 1e-5
 REFERENCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def client(vllm_server: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=vllm_server.url, timeout=300) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def unshared(settings_for: Any) -> Iterator[EnginePair]:
-    """The transformers engines with prompt sharing off: each sequence computed whole."""
-    pair = load_engine_pair(settings_for(backend="transformers", prefix_sharing=False)).pair
-    yield pair
-    asyncio.run(pair.shutdown())
 
 
 def ids(rng: random.Random, count: int) -> list[int]:
@@ -92,7 +76,7 @@ def cached_tokens(client: httpx.Client) -> float:
 
 @pytest.mark.parametrize("prompt_len", [31, 32, 33, 127, 128, 129])
 def test_group_equals_singles_around_the_block_size(
-    client: httpx.Client, unshared: EnginePair, prompt_len: int
+    client: httpx.Client, reference: EnginePair, prompt_len: int
 ) -> None:
     prompt, completions = group_of(random.Random(prompt_len), prompt_len)
     group = score_group(client, prompt, completions)
@@ -102,11 +86,11 @@ def test_group_equals_singles_around_the_block_size(
     ]
     for key in ("sft_logprobs", "base_logprobs", "rewards"):
         assert max_diff(group, singles, key) <= SAME
-    check_against_reference(group, prompt, completions, unshared)
+    check_against_reference(group, prompt, completions, reference)
 
 
 def test_a_second_round_reads_the_cache_and_answers_the_same(
-    client: httpx.Client, unshared: EnginePair
+    client: httpx.Client, reference: EnginePair
 ) -> None:
     prompt, completions = group_of(random.Random(5), 300)
     before = cached_tokens(client)
@@ -119,13 +103,13 @@ def test_a_second_round_reads_the_cache_and_answers_the_same(
     assert cached_tokens(client) - after_first >= len(completions) * 288
     for key in ("sft_logprobs", "base_logprobs"):
         assert max_diff(second, first, key) <= SAME
-    check_against_reference(second, prompt, completions, unshared)
+    check_against_reference(second, prompt, completions, reference)
     models = client.get("/v1/models").json()["data"]
     assert all(m["prefix_sharing"] for m in models), models
 
 
 def test_concurrent_groups_on_shared_and_distinct_prompts(
-    client: httpx.Client, unshared: EnginePair
+    client: httpx.Client, reference: EnginePair
 ) -> None:
     rng = random.Random(11)
     common = ids(rng, 70)
@@ -134,4 +118,4 @@ def test_concurrent_groups_on_shared_and_distinct_prompts(
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         answers = list(pool.map(lambda case: score_group(client, *case), cases))
     for (prompt, completions), results in zip(cases, answers, strict=True):
-        check_against_reference(results, prompt, completions, unshared)
+        check_against_reference(results, prompt, completions, reference)

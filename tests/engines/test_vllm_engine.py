@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +15,12 @@ import pytest
 
 from service.api.schemas import RewardItem
 from service.engines.base import EnginePair
-from service.engines.factory import load_engine_pair
 from service.rewards.items import Limits, prepare_items
 from service.rewards.tokenization import RewardTokenizer
 
 pytestmark = pytest.mark.vllm
 
 URL = "/v1/token_rewards"
-
-
-@pytest.fixture(scope="module")
-def client(vllm_server: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=vllm_server.url, timeout=300) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def reference(settings_for: Any) -> Iterator[EnginePair]:
-    pair = load_engine_pair(settings_for(backend="transformers")).pair
-    yield pair
-    asyncio.run(pair.shutdown())
 
 
 @pytest.fixture(scope="module")
