@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups soak browser screenshot tools test-deploy lint-deploy clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -63,6 +63,15 @@ test-deploy: install tools
 lint-deploy: install
 	$(VENV)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu
 	$(VENV)/bin/yamllint --strict -c deploy/yamllint.yaml k8s deploy
+
+# The CPU image, built here without a registry or a package index inside the build: a debootstrap
+# base, a wheelhouse, `podman build` of docker/Dockerfile.cpu (minutes, gigabytes; not in `make
+# test`). test-image serves it from its own filesystem as its user (harness/image.py).
+image-cpu: install
+	docker/build/image-cpu.sh
+
+test-image: install demo
+	$(PY) -m harness.image
 
 # Debian's chromium for the /ui browser tests (installed only when missing).
 browser:
