@@ -1,11 +1,11 @@
-"""Locust users for the three benchmark shapes, against any deployment of the service.
+"""Locust users for the benchmark shapes, against any deployment of the service.
 
     pip install locust                      # not a project dependency
     DRS_API_KEY=... locust -f loadtest/locustfile.py --host https://rewards.example \
         --headless -u 20 -r 2 -t 5m --csv loadtest/results/locust
     locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 SingleUser   # one shape
 
-Users: SingleUser, RlBatchUser, GrpoGroupUser: the benchmark's three shapes
+Users: SingleUser, RlBatchUser, GrpoGroupUser, LongGroupUser: the benchmark's shapes
 (harness/workloads.py, which this file imports: run it from a checkout). Token ids are drawn
 from the server's vocabulary (one GET /v1/models at start).
 Locust users are closed-loop (each waits for its answer); for open-loop latency under a fixed
@@ -90,3 +90,8 @@ class RlBatchUser(ShapeUser):
 class GrpoGroupUser(ShapeUser):
     weight = 2
     shape = SHAPES["grpo_group"]
+
+
+class LongGroupUser(ShapeUser):
+    weight = 1
+    shape = SHAPES["long_group"]
