@@ -142,7 +142,10 @@ class HFScoringEngine:
 
     @torch.inference_mode()
     def _forward(self, rows: Sequence[ScoreInput], cancel: threading.Event) -> list[np.ndarray]:
-        """Rows with their own prompts: one right-padded pass, LM head on completion rows."""
+        """Rows with their own prompts: one right-padded pass, LM head on completion rows.
+
+        One pass: nothing to cancel inside it (`cancel` is for `_forward_group`'s signature).
+        """
         width = max(row.num_tokens for row in rows)
         ids = torch.zeros((len(rows), width), dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
