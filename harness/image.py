@@ -74,6 +74,12 @@ class Mounts:
         self.points.clear()
 
 
+def image_home(config: dict[str, Any]) -> str:
+    """The image's HOME (where it says it writes beside /tmp), or "" when it sets none."""
+    env = dict(str(entry).split("=", 1) for entry in config.get("Env", []) if "=" in entry)
+    return env.get("HOME", "")
+
+
 def user_ids(config: dict[str, Any]) -> tuple[str, str]:
     user, _, group = str(config.get("User") or "0").partition(":")
     return user, group or user
@@ -86,7 +92,7 @@ def image_root(image: str, models: Path, config: dict[str, Any]) -> Iterator[Pat
     mounts = Mounts()
     root = Path(tempfile.mkdtemp(prefix="drs-image-root-"))
     uid, gid = user_ids(config)
-    home = next((e.split("=", 1)[1] for e in config.get("Env", []) if e.startswith("HOME=")), "")
+    home = image_home(config)
     try:
         mounts.bind_read_only(source, root)
         mounts.mount("-t", "proc", "proc", target=root / "proc")
@@ -110,9 +116,8 @@ def image_root(image: str, models: Path, config: dict[str, Any]) -> Iterator[Pat
 
 def written(root: Path, config: dict[str, Any]) -> dict[str, str]:
     """What the server left in its writable places (du -sh), before they go."""
-    places = ["tmp"] + [
-        e.split("=", 1)[1].lstrip("/") for e in config.get("Env", []) if e.startswith("HOME=")
-    ]
+    home = image_home(config)
+    places = ["tmp", home.lstrip("/")] if home else ["tmp"]
     return {"/" + p: run("du", "-sh", str(root / p)).split()[0] for p in places}
 
 

@@ -55,6 +55,13 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def resolved_device(device: str) -> str:
+    """`auto`: cuda where torch sees a GPU, else cpu."""
+    if device != "auto":
+        return device
+    return "cuda" if cuda_available() else "cpu"
+
+
 def shared_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings every system is configured from: the service gets them as `serve` flags,
     the peers through the service's own engine options."""
@@ -261,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.now(UTC)
     json_path = (args.output or RESULTS / f"bench-{started:%Y%m%dT%H%M%SZ}.json").resolve()
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    device = args.device if args.device != "auto" else ("cuda" if cuda_available() else "cpu")
+    device = resolved_device(args.device)
     shared = shared_settings(args)
 
     vocab, context = scoring_vocab(Path(shared["sft_model"]))

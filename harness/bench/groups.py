@@ -25,9 +25,9 @@ from typing import Any
 from harness.bench import environment as env
 from harness.bench.cli import (
     RESULTS,
-    cuda_available,
     make_system,
     max_abs_diff,
+    resolved_device,
     sampler,
     scoring_vocab,
     shared_settings,
@@ -141,8 +141,7 @@ def main(argv: list[str]) -> None:
     own, rest = parser.parse_known_args(argv)
     args = parse_args(rest)  # the benchmark's other flags (--demo, --client, --device, ...)
     args.systems, args.shapes = own.systems, own.shapes
-    if args.device == "auto":
-        args.device = "cuda" if cuda_available() else "cpu"
+    args.device = resolved_device(args.device)
     report = run(args, own.requests)
     path = (args.output or RESULTS / f"groups-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)

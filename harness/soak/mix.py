@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 from harness.workloads import TokenSampler, request_body
+from service.sequence import ScoreInput
 
 # The limits the soak server runs with: low enough that the mix reaches every one of them,
 # on any machine: two 16 x 300-token batches in flight at once already pass the in-flight limit.
@@ -79,10 +80,11 @@ class Mix:
             return self.rng.choice(self.groups_sent)
         prompt = self.tokens.ids(self.rng.choice(GROUP_PROMPT_LENGTHS))
         stem = self.tokens.ids(self.rng.randint(1, 40))
-        completions = [
-            (stem if k % 2 else []) + self.tokens.ids(self.rng.randint(1, 60)) for k in range(8)
+        members = [
+            ScoreInput(prompt, (stem if k % 2 else []) + self.tokens.ids(self.rng.randint(1, 60)))
+            for k in range(8)
         ]
-        body = {"items": [{"prompt_token_ids": prompt, "completions": completions}]}
+        body = request_body(members, group=True)
         self.groups_sent.append(body)
         return body
 

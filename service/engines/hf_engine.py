@@ -120,7 +120,7 @@ class HFScoringEngine:
 
     def _score_sync(self, batch: Sequence[ScoreInput], cancel: threading.Event) -> list[np.ndarray]:
         results: list[np.ndarray] = [np.empty(0, np.float32)] * len(batch)
-        groups = prompt_groups(batch) if self._share_prompts else [[i] for i in range(len(batch))]
+        groups = prompt_groups(batch, self._share_prompts)
         singles = [members[0] for members in groups if len(members) == 1]
         work = [(indices, self._forward) for indices in self._plan(batch, singles)]
         work += [(members, self._forward_group) for members in groups if len(members) > 1]

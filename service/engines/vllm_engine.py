@@ -78,6 +78,11 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def cached_tokens(output: Any) -> int:
+    """Prompt tokens a request read from the prefix cache (0 when vLLM does not say)."""
+    return int(getattr(output, "num_cached_tokens", 0) or 0)
+
+
 def sharing_args(args: dict[str, Any]) -> dict[str, Any]:
     """`args` with the capped scheduler added when the options ask for prefix caching."""
     if not args.get("enable_prefix_caching"):
@@ -164,7 +169,7 @@ class VLLMScoringEngine:
                 for index in members:
                     group.create_task(score_into(index))
 
-        groups = prompt_groups(batch) if self._sharing else [[i] for i in range(len(batch))]
+        groups = prompt_groups(batch, self._sharing)
         try:
             async with asyncio.TaskGroup() as group:
                 for members in groups:
@@ -206,13 +211,12 @@ class VLLMScoringEngine:
     @staticmethod
     def _guard_passes(output: Any, item: ScoreInput) -> bool:
         """Every scored row was computed: the cache hit stops at or before the first one."""
-        cached = int(getattr(output, "num_cached_tokens", 0) or 0)
         values = getattr(output.prompt_logprobs, "logprobs", None)
         complete = values is not None and len(values) == item.num_tokens - 1
-        return complete and cached <= len(item.prompt_ids) - 1
+        return complete and cached_tokens(output) <= len(item.prompt_ids) - 1
 
     def _count_hit(self, output: Any) -> None:
-        cached = int(getattr(output, "num_cached_tokens", 0) or 0)
+        cached = cached_tokens(output)
         if cached > 0:
             self._shared_results += 1
             metrics.PREFIX_CACHED_TOKENS.labels(model=self._role).inc(cached)

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from harness.workloads import request_body
 from service.engines.base import EnginePair
 from service.sequence import ScoreInput
 
@@ -45,8 +46,8 @@ def post(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def score_group(client: httpx.Client, prompt: list[int], completions: list[list[int]]) -> list:
-    item = {"prompt_token_ids": prompt, "completions": completions}
-    return post(client, {"items": [item]})[0]["completions"]
+    body = request_body([ScoreInput(prompt, c) for c in completions], group=True)
+    return post(client, body)[0]["completions"]
 
 
 def max_diff(got: list[dict[str, Any]], want: list[dict[str, Any]], key: str) -> float:
@@ -80,10 +81,7 @@ def test_group_equals_singles_around_the_block_size(
 ) -> None:
     prompt, completions = group_of(random.Random(prompt_len), prompt_len)
     group = score_group(client, prompt, completions)
-    singles = [
-        post(client, {"items": [{"prompt_token_ids": prompt, "completion_token_ids": c}]})[0]
-        for c in completions
-    ]
+    singles = [post(client, request_body([ScoreInput(prompt, c)]))[0] for c in completions]
     for key in ("sft_logprobs", "base_logprobs", "rewards"):
         assert max_diff(group, singles, key) <= SAME
     check_against_reference(group, prompt, completions, reference)
