@@ -17,6 +17,8 @@ FORBIDDEN = {
     "rewards": (*WEB, "service.api", "service.core", "service.engines", "vllm", "torch"),
     "engines": (*WEB, "service.api", "service.core", "service.rewards"),
     "evaluation": (*WEB, "service.api.app", "service.api.routes"),
+    # The trainer reaches the reward model over HTTP only, as any trainer would.
+    "rl": (*WEB, "service.api", "service.core", "service.engines", "service.rewards", "vllm"),
 }
 BOTTOM = ("config.py", "errors.py", "metrics.py", "sequence.py", "logs.py")
 

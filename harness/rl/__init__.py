@@ -1,0 +1,1 @@
+"""The Dense-Path REINFORCE experiment (`make rl`): arms, servers, summary."""

@@ -1,0 +1,124 @@
+"""The experiment's summary: per-arm means, spreads, bootstrap intervals, a table and a plot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Run = dict[str, Any]  # one trainer record: config, log, eval (see service.rl.trainer.run)
+METRICS = ("greedy", "sampled")  # exact-answer accuracy on the held-out prompts
+REFERENCE = "sft"
+
+
+def per_prompt(run: Run, metric: str) -> np.ndarray:
+    """A run's accuracy per held-out prompt (greedy: 0/1; sampled: fraction of its samples)."""
+    values = run["eval"]["greedy_correct" if metric == "greedy" else "sampled_correct"]
+    return np.asarray(values, dtype=np.float64)
+
+
+def bootstrap_difference(
+    arm: Sequence[Run], reference: Sequence[Run], metric: str, draws: int, seed: int
+) -> tuple[float, float]:
+    """95% percentile interval of mean accuracy (arm - reference).
+
+    Resamples seeds within each arm and held-out prompts jointly for both (the prompts are the
+    same, so the comparison is paired): both sources of spread are in the interval.
+    """
+    rng = np.random.default_rng(seed)
+    a = np.stack([per_prompt(r, metric) for r in arm])  # seeds x prompts
+    b = np.stack([per_prompt(r, metric) for r in reference])
+    prompts = a.shape[1]
+    diffs = np.empty(draws)
+    for i in range(draws):
+        cols = rng.integers(0, prompts, prompts)
+        rows_a = rng.integers(0, len(a), len(a))
+        rows_b = rng.integers(0, len(b), len(b))
+        diffs[i] = a[rows_a][:, cols].mean() - b[rows_b][:, cols].mean()
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def summarize(runs: Mapping[str, Sequence[Run]], draws: int = 4000, seed: int = 0) -> list[Run]:
+    """One row per arm: mean and min..max over seeds of each metric and of KL, and the
+    difference to SFT alone with its bootstrap interval."""
+    rows = []
+    for arm, arm_runs in runs.items():
+        row: Run = {"arm": arm, "seeds": len(arm_runs)}
+        for metric in METRICS:
+            values = [float(per_prompt(r, metric).mean()) for r in arm_runs]
+            row[metric] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+            if arm != REFERENCE and REFERENCE in runs:
+                ref_values = [float(per_prompt(r, metric).mean()) for r in runs[REFERENCE]]
+                low, high = bootstrap_difference(arm_runs, runs[REFERENCE], metric, draws, seed)
+                row[metric]["diff"] = float(np.mean(values) - np.mean(ref_values))
+                row[metric]["ci95"] = [low, high]
+        kls = [float(r["eval"]["kl"]) for r in arm_runs]
+        row["kl"] = {"mean": float(np.mean(kls)), "min": min(kls), "max": max(kls)}
+        row["train_s"] = float(np.mean([r.get("train_s", 0.0) for r in arm_runs]))
+        rows.append(row)
+    return rows
+
+
+def table(rows: Sequence[Run], labels: Mapping[str, str]) -> str:
+    """The summary as a Markdown table (accuracies in %, differences in points)."""
+
+    def cell(stats: Run) -> str:
+        text = f"{100 * stats['mean']:.1f} ({100 * stats['min']:.1f}-{100 * stats['max']:.1f})"
+        if "diff" in stats:
+            low, high = stats["ci95"]
+            text += f"; {100 * stats['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+        return text
+
+    lines = [
+        "| arm | greedy acc. %; vs SFT [95% CI] | sampled acc. %; vs SFT [95% CI] | KL to SFT |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        kl = row["kl"]
+        lines.append(
+            f"| {labels.get(row['arm'], row['arm'])} | {cell(row['greedy'])} | "
+            f"{cell(row['sampled'])} | {kl['mean']:.2f} ({kl['min']:.2f}-{kl['max']:.2f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: Mapping[str, Sequence[Run]], rows: Sequence[Run], path: Path) -> None:
+    """Left: held-out accuracy per arm (bars: mean; dots: seeds). Right: the greedy accuracy on
+    the held-out slice during training, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    arms = [row["arm"] for row in rows]
+    for offset, metric in ((-0.2, "greedy"), (0.2, "sampled")):
+        xs = np.arange(len(arms)) + offset
+        left.bar(xs, [row[metric]["mean"] for row in rows], width=0.4, label=metric, alpha=0.7)
+        for x, arm in zip(xs, arms, strict=True):
+            values = [per_prompt(r, metric).mean() for r in runs[arm]]
+            left.scatter([x] * len(values), values, color="black", s=8, zorder=3)
+    left.set_xticks(np.arange(len(arms)), arms, rotation=20)
+    left.set_ylabel("held-out exact-answer accuracy")
+    low = min(min(row[m]["min"] for m in METRICS) for row in rows)
+    left.set_ylim(max(0.0, low - 0.1), 1.0)
+    left.legend()
+    for arm in arms:
+        curves = [
+            [(s["step"], s["heldout_greedy"]) for s in r["log"] if "heldout_greedy" in s]
+            for r in runs[arm]
+        ]
+        if curves and curves[0]:
+            steps = [step for step, _ in curves[0]]
+            mean = np.mean([[acc for _, acc in curve] for curve in curves], axis=0)
+            right.plot(steps, mean, marker="o", label=arm)
+    right.set_xlabel("step")
+    right.set_ylabel("greedy accuracy, held-out slice")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Dense-Path REINFORCE: training a policy on the server's dense rewards."""
