@@ -37,6 +37,7 @@ which the trainer takes as `token_level_scores` (server from DRS_REWARD_URL):
 from __future__ import annotations
 
 import importlib.util
+import json
 
 from service.adapters.verl import client, compute_score, token_level_tensor
 
@@ -48,8 +49,9 @@ def sequence_level() -> None:
     scores = [compute_score("demo", answer, None, {"prompt": MESSAGES}) for answer in ANSWERS]
     for answer, score in zip(ANSWERS, scores, strict=True):
         print(f"{answer!r}: score {score['score']:+.3f}, dense {score['dense_rewards']}")
-    lengths = [len(s["dense_rewards"]) for s in scores]
-    tensor = token_level_tensor([s["dense_rewards"] for s in scores], lengths, max(lengths) + 2)
+    dense = [json.loads(s["dense_rewards"]) for s in scores]  # a JSON list per row
+    lengths = [len(d) for d in dense]
+    tensor = token_level_tensor(dense, lengths, max(lengths) + 2)
     print("token-level reward tensor [batch, response_length]:")
     print(tensor.round(3))
 

@@ -17,8 +17,14 @@ FORBIDDEN = {
     "rewards": (*WEB, "service.api", "service.core", "service.engines", "vllm", "torch"),
     "engines": (*WEB, "service.api", "service.core", "service.rewards"),
     "evaluation": (*WEB, "service.api.app", "service.api.routes"),
-    # The trainer reaches the reward model over HTTP only, as any trainer would.
-    "rl": (*WEB, "service.api", "service.core", "service.engines", "service.rewards", "vllm"),
+    # The trainer reaches the reward model over HTTP only, as any trainer would; from the
+    # server's code it takes only the tokenizer fingerprint every client sends.
+    "rl": (
+        *WEB,
+        *(f"service.{name}" for name in ("api", "core", "engines", "evaluation")),
+        *(f"service.rewards.{name}" for name in ("encoding", "groups", "items", "maths", "steps")),
+        "vllm",
+    ),
 }
 BOTTOM = ("config.py", "errors.py", "metrics.py", "sequence.py", "logs.py")
 

@@ -1,6 +1,13 @@
-"""`python -m harness.rl`: the experiment (see harness/rl/experiment.py)."""
+"""`python -m harness.rl [flags]`: the experiment (harness/rl/experiment.py);
+`python -m harness.rl --report docs/rl/results.json`: its table and plot again."""
 
-from harness.rl.experiment import main
+import sys
+from pathlib import Path
+
+from harness.rl.experiment import main, rerender
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--report"] and len(sys.argv) == 3:
+        rerender(Path(sys.argv[2]))
+    else:
+        main()

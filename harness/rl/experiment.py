@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers.utils import logging as hf_logging
 
 from harness.bench.environment import run_record
@@ -58,31 +61,52 @@ def server_settings(name: str, demo: Path) -> dict[str, Any]:
     return {**sft, "base_model": str(demo / ("base" if name == "base" else "sft-half"))}
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1 (bad ones exit 2 with argparse's one line)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m harness.rl", description=__doc__)
     parser.add_argument("--demo", type=Path, default=DEMO)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rl")
     parser.add_argument("--arms", nargs="+", default=[a.name for a in ARMS], choices=list(LABELS))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=DPRConfig.steps)
+    parser.add_argument("--seeds", type=positive, default=3)
+    parser.add_argument("--steps", type=positive, default=DPRConfig.steps)
     parser.add_argument("--lr", type=float, default=DPRConfig.lr)
     parser.add_argument("--kl-coef", type=float, default=DPRConfig.kl_coef)
-    parser.add_argument("--eval-prompts", type=int, default=300)
-    parser.add_argument("--eval-samples", type=int, default=4, help="T=1 answers per prompt.")
+    parser.add_argument("--eval-prompts", type=positive, default=300)
+    parser.add_argument(
+        "--eval-samples", type=positive, default=4, help="T=1 answers per held-out prompt."
+    )
     parser.add_argument(
         "--backend",
         default="transformers",
         choices=["transformers", "vllm"],
         help="The reward servers' engine (transformers: ~8x faster to start on the demo pair).",
     )
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--jobs", type=positive, default=2, help="Runs at once (worker processes).")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="A progress bar per run (with --jobs 1; else a line per finished run).",
+    )
     return parser.parse_args(argv)
 
 
 def run_arm(
     arm: Arm, seed: int, url: str, args: argparse.Namespace, held: list[str]
 ) -> dict[str, Any]:
-    """One arm, one seed: train (unless SFT alone), then evaluate on the held-out prompts."""
+    """One arm, one seed: train (unless SFT alone), then evaluate on the held-out prompts.
+
+    Runs in a worker process: one torch thread, so two runs and their servers share 2 cores.
+    """
+    torch.set_num_threads(1)
+    hf_logging.disable_progress_bar()  # one line per model load otherwise
     config = replace(
         DPRConfig(),
         credit=arm.credit or "dense",
@@ -91,52 +115,91 @@ def run_arm(
         kl_coef=args.kl_coef,
         seed=seed,
     )
-    eval_prompts = held[: args.eval_prompts]
     with RewardClient(url) as client:
         trainer = DPRTrainer(args.demo / "sft", client, config)
         record = run(
             trainer,
             train_prompts(seed, set(held)),
-            eval_prompts,
+            held[: args.eval_prompts],
             args.eval_samples,
-            progress=args.progress,
+            progress=args.progress and args.jobs == 1,
         )
     record["arm"] = arm.name
     return record
 
 
+def run_all(
+    arms: list[Arm], args: argparse.Namespace, held: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every (arm, seed) on `args.jobs` worker processes, against one server per baseline
+    (all started first). A run's numbers depend only on its arm and seed, not on the order."""
+    names = dict.fromkeys(arm.server for arm in arms)
+    servers = {
+        name: ServiceProcess(
+            name=f"rl-{name}", backend=args.backend, **server_settings(name, args.demo)
+        )
+        for name in names
+    }
+    jobs = [(arm, seed) for arm in arms for seed in range(args.seeds)]
+    jobs.sort(key=lambda job: job[0].credit is None)  # trained runs first: they take longest
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            futures = {
+                pool.submit(run_arm, arm, seed, servers[arm.server].url, args, held): (arm, seed)
+                for arm, seed in jobs
+            }
+            for future in as_completed(futures):
+                arm, seed = futures[future]
+                record = done[arm.name, seed] = future.result()
+                final = record["eval"]
+                print(
+                    f"[{len(done)}/{len(jobs)}] {arm.name} seed {seed}: greedy "
+                    f"{final['greedy_accuracy']:.3f}, sampled {final['sampled_accuracy']:.3f}, "
+                    f"KL {final['kl']:.2f} ({record['train_s']:.0f} s)",
+                    flush=True,
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+    return {arm.name: [done[arm.name, seed] for seed in range(args.seeds)] for arm in arms}
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    hf_logging.disable_progress_bar()  # one line per model load otherwise; ours is the bar
     started = datetime.now(UTC)
     clock = time.perf_counter()
     held = heldout_prompts(args.demo / "heldout_pairs.jsonl")
     arms = [arm for arm in ARMS if arm.name in args.arms]
-    runs: dict[str, list[dict[str, Any]]] = {arm.name: [] for arm in arms}
-    for server_name in dict.fromkeys(arm.server for arm in arms):
-        settings = server_settings(server_name, args.demo)
-        server = ServiceProcess(name=f"rl-{server_name}", backend=args.backend, **settings)
-        try:
-            server.wait_ready()
-            for arm in (a for a in arms if a.server == server_name):
-                for seed in range(args.seeds):
-                    runs[arm.name].append(run_arm(arm, seed, server.url, args, held))
-        finally:
-            server.stop()
-    rows = summarize(runs)
+    runs = run_all(arms, args, held)
     result = {
         **run_record("rl", started),
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "arms": {arm.name: arm.label for arm in arms},
-        "summary": rows,
+        "summary": summarize(runs),
         "runs": runs,
         "wall_s": round(time.perf_counter() - clock, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    markdown = table(rows, LABELS)
-    (args.out / "table.md").write_text(markdown)
-    plot(runs, rows, args.out / "rl.png")
-    print(markdown)
-    print(f"{result['wall_s']:.0f} s; wrote {args.out}/results.json, table.md, rl.png")
+    write_outputs(result, args.out)
     return result
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> None:
+    """results.json, table.md and rl.png from one experiment's result."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    markdown = table(result["summary"], LABELS)
+    (out / "table.md").write_text(markdown)
+    plot(result["runs"], result["summary"], out / "rl.png")
+    print(markdown)
+    print(f"{result['wall_s']:.0f} s; wrote {out}/results.json, table.md, rl.png")
+
+
+def rerender(results: Path) -> None:
+    """The table and plot again from a results.json (after a change to the report only)."""
+    result = json.loads(results.read_text())
+    result["summary"] = summarize(result["runs"])
+    write_outputs(result, results.parent)

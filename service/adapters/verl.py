@@ -11,8 +11,8 @@ Sequence level, with any verl reward manager (verl 0.9's `main_ppo` reads these 
 
 `compute_score(data_source, solution_str, ground_truth, extra_info)` returns one score per
 response (the total dense reward), which verl places on the response's last valid token. It
-re-tokenizes the decoded text; the dense rewards come back too (`dense_rewards`, kept by verl in
-`reward_extra_info`).
+re-tokenizes the decoded text; the dense rewards come back too (`dense_rewards`, a JSON list,
+kept by verl in `reward_extra_info`).
 
 Token level: `DenseRewardManager` implements verl's batch reward-manager contract
 (`verl.workers.reward_manager.AbstractRewardManager`: `manager(data, return_dict=True)` ->
@@ -39,6 +39,8 @@ a single space.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from collections.abc import Sequence
 from functools import cache
@@ -93,7 +95,9 @@ def compute_score(
     return {
         "score": float(result["total_reward"]),
         "mean_reward": result["mean_reward"],
-        "dense_rewards": [0.0 if v is None else float(v) for v in result["rewards"]],
+        # A JSON string, not a list: verl stacks every extra key across rows with np.array,
+        # which refuses lists of different lengths.
+        "dense_rewards": json.dumps([0.0 if v is None else float(v) for v in result["rewards"]]),
     }
 
 
@@ -166,16 +170,22 @@ class DenseRewardManager(AbstractRewardManager):
 
         self.client = client or new_client(url, api_key)
         # Token ids only mean the same tokens under the server's tokenizer: checked once.
-        self.fingerprint = None if tokenizer is None else tokenizer_fingerprint(tokenizer)
+        self.fingerprints = set() if tokenizer is None else {tokenizer_fingerprint(tokenizer)}
+        if tokenizer is not None and tokenizer.pad_token in (None, tokenizer.eos_token):
+            # verl's hf_tokenizer makes EOS the pad token of a tokenizer that has none (Llama 3):
+            # no id changes, so the server's tokenizer without a pad token matches too.
+            bare = copy.deepcopy(tokenizer)
+            bare.pad_token = None
+            self.fingerprints.add(tokenizer_fingerprint(bare))
         self.max_group_size: int | None = None
 
     def _check_server(self) -> None:
         """One GET /v1/models per manager: the tokenizer check and the server's limits (so the
         client does not ask again, and no group exceeds `max_group_size`)."""
         models = self.client.models()
-        if self.fingerprint not in (None, models["tokenizer_fingerprint"]):
+        if self.fingerprints and models["tokenizer_fingerprint"] not in self.fingerprints:
             raise ValueError(
-                f"the policy's tokenizer ({self.fingerprint}) is not the reward server's "
+                f"the policy's tokenizer ({min(self.fingerprints)}) is not the reward server's "
                 f"({models['tokenizer_fingerprint']}): token-level rewards would not line up"
             )
         limits = models["limits"]
@@ -271,7 +281,9 @@ if AgentLoopManager is not None:
         manager switches it off (no reward-loop workers) and scores the batch itself. Select it
         with `actor_rollout_ref.rollout.agent.agent_loop_manager_class=
         service.adapters.verl.DenseRewardAgentLoopManager`; server from `DRS_REWARD_URL` /
-        `DRS_REWARD_API_KEY`.
+        `DRS_REWARD_API_KEY`. The dense rewards are then the only reward: a configured
+        `custom_reward_function` or verifier is not called, and verl's validation score is the
+        total dense reward, not a task accuracy.
         """
 
         def __init__(
@@ -283,9 +295,11 @@ if AgentLoopManager is not None:
         ) -> None:
             # verl's annotation says a list; None (its default) is what turns the loop off.
             super().__init__(config, llm_client, teacher_client, None)  # type: ignore[arg-type]
-            from verl.utils.tokenizer.tokenizer import hf_tokenizer
+            from verl.utils.config import omega_conf_to_dataclass
 
-            self.dense = DenseRewardManager(hf_tokenizer(config.actor_rollout_ref.model.path))
+            # The rollout workers' own tokenizer (local copy, tokenizer_path, remote code).
+            model = omega_conf_to_dataclass(config.actor_rollout_ref.model)
+            self.dense = DenseRewardManager(model.tokenizer)
 
         def generate_sequences(self, prompts: DataProto) -> DataProto:
             output = AgentLoopManager.generate_sequences(self, prompts)  # verl's auto_await runs it

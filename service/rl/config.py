@@ -21,4 +21,3 @@ class DPRConfig:
     seed: int = 0
     eval_every: int = 16  # steps between greedy checks on the held-out slice
     eval_slice: int = 32  # held-out prompts in that slice
-    threads: int = 1  # torch threads: the server needs the other core

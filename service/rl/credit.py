@@ -13,8 +13,9 @@ Pure numpy on one prompt's K samples at a time, so every rule here is testable b
   It does not depend on sample i's own tokens, so the gradient stays unbiased; it is per
   prompt because a prompt's length sets the scale of its returns (a list of 8 numbers earns
   about twice the total of a list of 3, which a batch mean would read as quality); and it is
-  per position because a return-to-go shrinks along the answer: a single per-sequence
-  baseline would give every early token a positive and every late token a negative advantage.
+  per position because a return-to-go changes along the answer (it shrinks where rewards are
+  mostly positive, as against `base`): a single per-sequence baseline would give every early
+  token one sign of advantage and every late token the other.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def loo_advantages(returns: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [g - others[i, : len(g)] for i, g in enumerate(returns)]
 
 
-def whiten(advantages: Sequence[np.ndarray], eps: float = 1e-8) -> list[np.ndarray]:
-    """Advantages over a whole batch scaled to unit standard deviation (not re-centred: the
-    baseline already centred them per prompt). Lets one learning rate serve rewards of very
-    different scales (a 0/1 verifier, log-ratio totals of tens of nats)."""
+def whiten(advantages: Sequence[np.ndarray], floor: float = 1e-3) -> list[np.ndarray]:
+    """Advantages over a whole batch divided by their standard deviation (not re-centred: the
+    leave-one-out baseline already centres them per prompt, wherever all K answers run). Lets one learning rate serve rewards of very
+    different scales (a 0/1 verifier, log-ratio totals of tens of nats). The floor keeps a batch
+    with no reward spread (every verdict the same) from blowing float noise up to full steps."""
     flat = np.concatenate(list(advantages))
-    scale = float(flat.std()) + eps
+    scale = max(float(flat.std()), floor)
     return [a / scale for a in advantages]

@@ -25,6 +25,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from service.client import RewardClient
 from service.demo import task
 from service.demo.tokenizer import chat_prompt_ids
+from service.rewards.tokenization import tokenizer_fingerprint
 from service.rl import credit
 from service.rl.config import DPRConfig
 from service.rl.policy import sample, token_logprobs
@@ -56,8 +57,6 @@ class DPRTrainer:
         config: DPRConfig,
         check: Checker = task.is_correct,
     ) -> None:
-        torch.manual_seed(config.seed)
-        torch.set_num_threads(config.threads)
         self.config = config
         self.client = client
         self.check = check
@@ -66,6 +65,9 @@ class DPRTrainer:
         self.policy = LlamaForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.generator = torch.Generator().manual_seed(config.seed)
+        # The server answers 409 if its tokenizer is not the policy's: ids would not line up.
+        self.fingerprint = tokenizer_fingerprint(self.tokenizer)
+        self.policy.eval()  # sampling and the gradient see the same policy (no dropout)
 
     def save(self, folder: Path) -> None:
         """The trained policy as a model folder any server or trainer can load."""
@@ -77,7 +79,6 @@ class DPRTrainer:
 
     def rollout(self, prompts: Sequence[str], samples: int, greedy: bool = False) -> list[Sample]:
         """Answers from the policy, scored by the server (one request, a group per prompt)."""
-        self.policy.eval()
         ids = [self.prompt_ids(p) for p in prompts]
         generator = None if greedy else self.generator
         drawn = sample(
@@ -87,7 +88,13 @@ class DPRTrainer:
             {"prompt_token_ids": p, "completions": answers}
             for p, answers in zip(ids, drawn, strict=True)
         ]
-        results = self.client.token_rewards(items, append_eos=True, gamma=1.0)
+        results = self.client.token_rewards(
+            items,
+            append_eos=True,
+            gamma=1.0,
+            include=["logprobs"],
+            tokenizer_fingerprint=self.fingerprint,
+        )
         out = []
         for prompt, prompt_ids, answers, result in zip(prompts, ids, drawn, results, strict=True):
             for answer, scored in zip(answers, result["completions"], strict=True):
@@ -103,8 +110,11 @@ class DPRTrainer:
         # the policy ended there. Without it, an answer that never ends would collect rewards
         # token after token with no verdict on its end. No gradient flows to that EOS: the
         # policy never drew it.
-        if scored["num_tokens"] != len(answer) + int(scored["eos_appended"]):
-            raise RuntimeError(f"server scored {scored['num_tokens']} tokens for {len(answer)}")
+        if scored["eos_appended"] != truncated or scored["num_tokens"] != len(answer) + truncated:
+            raise RuntimeError(
+                f"the server scored {scored['num_tokens']} tokens (EOS appended: "
+                f"{scored['eos_appended']}) for {len(answer)} sampled ({truncated=})"
+            )
         text = str(self.tokenizer.decode(answer if truncated else answer[:-1]))
         return Sample(
             prompt=prompt,
@@ -119,7 +129,6 @@ class DPRTrainer:
     def step(self, prompts: Sequence[str]) -> dict[str, float]:
         """One update on K samples of each prompt; returns the step's statistics."""
         samples = self.rollout(prompts, self.config.samples_per_prompt)
-        self.policy.train()
         logprobs = token_logprobs(self.policy, [(s.prompt_ids, s.ids) for s in samples])
         policy_lp = [lp.detach().double().numpy() for lp in logprobs]
         returns = [
@@ -134,20 +143,12 @@ class DPRTrainer:
             for s, lp in zip(samples, policy_lp, strict=True)
         ]
         k = self.config.samples_per_prompt
-        advantages = credit.whiten(
-            [
-                a
-                for i in range(0, len(returns), k)
-                for a in credit.loo_advantages(returns[i : i + k])
-            ]
-        )
+        loo = [
+            a for i in range(0, len(returns), k) for a in credit.loo_advantages(returns[i : i + k])
+        ]
         # Actions only: an appended EOS's advantage is dropped (its reward is in the returns).
-        weights = torch.cat(
-            [
-                torch.from_numpy(a[: len(s.ids)]).float()
-                for a, s in zip(advantages, samples, strict=True)
-            ]
-        )
+        actions = credit.whiten([a[: len(s.ids)] for a, s in zip(loo, samples, strict=True)])
+        weights = torch.cat([torch.from_numpy(a).float() for a in actions])
         loss = -(weights * torch.cat(logprobs)).sum() / len(weights)  # token mean
         self.optimizer.zero_grad()
         loss.backward()
@@ -254,6 +255,9 @@ def run(
     final = trainer.evaluate(eval_prompts, eval_samples)
     return {
         "config": asdict(config),
+        # What else shaped the run: the server's models, beta and limits; torch's threads.
+        "server": trainer.client.models(),
+        "torch_threads": torch.get_num_threads(),
         "log": rows,
         "eval": final,
         "train_s": round(time.perf_counter() - started, 1),

@@ -67,14 +67,16 @@ def test_verl_compute_score_and_token_tensor(url: str, monkeypatch: pytest.Monke
     good = verl.compute_score("demo", "3 7 19 42", None, {"prompt": messages})
     bad = verl.compute_score("demo", "42 19 7 3", None, {"prompt": messages})
     assert good["score"] > bad["score"]
-    assert sum(good["dense_rewards"]) == pytest.approx(good["score"], abs=1e-4)
-    tensor = verl.token_level_tensor(
-        [good["dense_rewards"], bad["dense_rewards"]],
-        [len(good["dense_rewards"]), 2],
-        response_length=16,
+    dense = [json.loads(score["dense_rewards"]) for score in (good, bad)]
+    assert sum(dense[0]) == pytest.approx(good["score"], abs=1e-4)
+    # What verl does with each extra key across rows: it must stack (lengths differ).
+    assert np.array([good["dense_rewards"], bad["dense_rewards"]]).shape == (2,)
+    assert len(dense[0]) != len(
+        verl.compute_score("demo", "3", None, {"prompt": messages})["dense_rewards"]
     )
+    tensor = verl.token_level_tensor(dense, [len(dense[0]), 2], response_length=16)
     assert tensor.shape == (2, 16)
-    assert tensor[0, : len(good["dense_rewards"])].sum() == pytest.approx(good["score"], abs=1e-4)
+    assert tensor[0, : len(dense[0])].sum() == pytest.approx(good["score"], abs=1e-4)
     assert tensor[1, 2:].sum() == 0
     verl.client.cache_clear()
 

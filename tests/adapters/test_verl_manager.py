@@ -313,9 +313,25 @@ def test_verl_0_9_trainer_route_puts_dense_rewards_in_token_level_scores(
     )
     assert issubclass(cls, AgentLoopManager)
     monkeypatch.setenv("DRS_REWARD_URL", url)
-    config = OmegaConf.create(
-        {"actor_rollout_ref": {"rollout": {}, "model": {"path": str(demo_dir / "sft")}}}
-    )
+    model = {"_target_": "verl.workers.config.HFModelConfig", "path": str(demo_dir / "sft")}
+    config = OmegaConf.create({"actor_rollout_ref": {"rollout": {}, "model": model}})
     manager = cls(config, llm_client=None, reward_loop_worker_handles=["a reward worker"])
     assert manager.reward_loop_worker_handles is None
     assert manager.dense.client.base_url == url
+    manager.dense._check_server()  # the workers' tokenizer is the server's
+
+
+def test_a_pad_token_verl_added_does_not_fail_the_tokenizer_check(tokenizer: Any) -> None:
+    """verl's hf_tokenizer sets pad = EOS where a tokenizer has none (Llama 3); the server
+    loads it without. The manager accepts both fingerprints, and only then."""
+    import copy
+
+    from service.rewards.tokenization import tokenizer_fingerprint
+
+    bare = copy.deepcopy(tokenizer)
+    bare.pad_token = None
+    padded = copy.deepcopy(bare)
+    padded.pad_token = padded.eos_token
+    manager = DenseRewardManager(padded, client=RewardClient("http://127.0.0.1:9"))
+    assert manager.fingerprints == {tokenizer_fingerprint(padded), tokenizer_fingerprint(bare)}
+    assert len(DenseRewardManager(tokenizer, client=manager.client).fingerprints) == 1

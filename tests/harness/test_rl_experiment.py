@@ -35,7 +35,7 @@ def test_summary_means_spreads_and_intervals() -> None:
     # The same runs against themselves: the interval is exactly zero.
     assert bootstrap_difference(sft, sft, "sampled", 100, 0) == (0.0, 0.0)
     text = table(rows, {"sft": "(a) SFT"})
-    assert "| (a) SFT | 50.0 (50.0-50.0)" in text and "+37.5" in text
+    assert "| (a) SFT | 50.0 (50.0 to 50.0)" in text and "+37.5" in text
 
 
 def test_every_arm_runs_end_to_end(demo_dir: Path, tmp_path: Path) -> None:
