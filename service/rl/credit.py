@@ -79,9 +79,11 @@ def loo_advantages(returns: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def whiten(advantages: Sequence[np.ndarray], floor: float = 1e-3) -> list[np.ndarray]:
     """Advantages over a whole batch divided by their standard deviation (not re-centred: the
-    leave-one-out baseline already centres them per prompt, wherever all K answers run). Lets one learning rate serve rewards of very
-    different scales (a 0/1 verifier, log-ratio totals of tens of nats). The floor keeps a batch
-    with no reward spread (every verdict the same) from blowing float noise up to full steps."""
+    leave-one-out baseline already centres them per prompt, wherever all K answers run).
+
+    Lets one learning rate serve rewards of very different scales (a 0/1 verifier, log-ratio
+    totals of tens of nats). The floor keeps a batch with no reward spread (every verdict the
+    same) from blowing float noise up to full steps."""
     flat = np.concatenate(list(advantages))
     scale = max(float(flat.std()), floor)
     return [a / scale for a in advantages]
