@@ -174,10 +174,13 @@ def train_dpr(
     if save is not None:
         trainer.save(save)
     final = record["eval"]
+    sampled, kl = (
+        "n/a (--eval-samples 0)" if final[k] is None else f"{final[k]:.3f}"
+        for k in ("sampled_accuracy", "kl")
+    )
     typer.echo(
-        f"held-out greedy accuracy {final['greedy_accuracy']:.3f}, sampled "
-        f"{final['sampled_accuracy']}, KL to SFT {final['kl']} after {steps} steps "
-        f"({record['train_s']:.0f} s) -> {out}, {log_path}"
+        f"held-out greedy accuracy {final['greedy_accuracy']:.3f}, sampled {sampled}, "
+        f"KL to SFT {kl} after {steps} steps ({record['train_s']:.0f} s) -> {out}, {log_path}"
     )
 
 
