@@ -143,7 +143,7 @@ def train_dpr(
     """Dense-Path REINFORCE on the demo sorting task against a running reward server."""
     configure_logging("text", "warning")
     from service.client import RewardClient
-    from service.rl.trainer import DPRTrainer, heldout_prompts, run, train_prompts
+    from service.rl.trainer import DPRTrainer, heldout_prompts, run
 
     if credit not in CREDITS:
         typer.echo(f"--credit {credit!r}: expected one of {', '.join(CREDITS)}", err=True)
@@ -157,7 +157,6 @@ def train_dpr(
         kl_coef=kl_coef,
         seed=seed,
     )
-    held = heldout_prompts(heldout)
     log_path = log or out.with_suffix(".log.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +164,8 @@ def train_dpr(
         trainer = DPRTrainer(policy, client, config)
         record = run(
             trainer,
-            train_prompts(seed, set(held)),
-            held[:eval_prompts],
+            heldout_prompts(heldout),
+            eval_prompts,
             eval_samples,
             log=lambda row: print(json.dumps(row), file=log_file, flush=True),
         )

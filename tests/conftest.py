@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,16 @@ def vllm_server(demo_dir: Path) -> Iterator[ServiceProcess]:
         yield server
     finally:
         assert server.stop() == 0, f"the server did not shut down cleanly; see {server.log_path}"
+
+
+@pytest.fixture(scope="session")
+def demo_url(settings_for: Callable[..., Settings], thread_server: Any) -> Iterator[str]:
+    """An in-thread server on the demo pair (transformers engine), shared by the trainer
+    adapters' tests and the DPR trainer's: the reward model they score against."""
+    from service.api.app import create_app
+
+    with thread_server(create_app(settings_for(backend="transformers"))) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import multiprocessing
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from harness.servers import ServiceProcess
 from service.client import RewardClient
 from service.rl.config import DPRConfig
 from service.rl.credit import Credit
-from service.rl.trainer import DPRTrainer, heldout_prompts, run, train_prompts
+from service.rl.trainer import DPRTrainer, heldout_prompts, run
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,7 @@ def run_arm(
     """
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()  # one line per model load otherwise
-    config = replace(
-        DPRConfig(),
+    config = DPRConfig(
         credit=arm.credit or "dense",
         steps=args.steps if arm.credit else 0,
         lr=args.lr,
@@ -119,8 +118,8 @@ def run_arm(
         trainer = DPRTrainer(args.demo / "sft", client, config)
         record = run(
             trainer,
-            train_prompts(seed, set(held)),
-            held[: args.eval_prompts],
+            held,
+            args.eval_prompts,
             args.eval_samples,
             progress=args.progress and args.jobs == 1,
         )

@@ -221,16 +221,19 @@ def heldout_prompts(pairs: Path) -> list[str]:
 
 def run(
     trainer: DPRTrainer,
-    prompts: Iterator[str],
-    eval_prompts: Sequence[str],
+    held: Sequence[str],
+    eval_prompts: int,
     eval_samples: int,
     log: Callable[[dict[str, Any]], None] = lambda row: None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """`config.steps` updates, a greedy check on the held-out slice every `eval_every` steps,
-    then the full evaluation. Returns the run's record (config, per-step log, final eval)."""
+    """`config.steps` updates on demo-task prompts that are never one of `held`, a greedy
+    check on the first `eval_slice` held-out prompts every `eval_every` steps, then the full
+    evaluation on the first `eval_prompts`. Returns the run's record (config, per-step log,
+    final eval)."""
     config = trainer.config
-    held_slice = list(eval_prompts[: config.eval_slice])
+    prompts = train_prompts(config.seed, set(held))
+    held_slice = list(held[: config.eval_slice])
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     bar = tqdm(
@@ -252,7 +255,7 @@ def run(
             acc=f"{row['train_correct']:.2f}",
             refresh=False,
         )
-    final = trainer.evaluate(eval_prompts, eval_samples)
+    final = trainer.evaluate(held[:eval_prompts], eval_samples)
     return {
         "config": asdict(config),
         # What else shaped the run: the server's models, beta and limits; torch's threads.

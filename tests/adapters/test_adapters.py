@@ -19,11 +19,11 @@ from service.adapters import verl
 from service.adapters.trl import DenseReward, padded, token_rewards
 
 
-def test_trl_reward_function_scores_the_sampled_ids(url: str, demo_dir: Path) -> None:
+def test_trl_reward_function_scores_the_sampled_ids(demo_url: str, demo_dir: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(demo_dir / "sft"))
-    reward = DenseReward(url, tokenizer=tokenizer)
+    reward = DenseReward(demo_url, tokenizer=tokenizer)
     prompt = [{"role": "user", "content": "Sort ascending: 42 7 19 3"}]
     good = tokenizer("3 7 19 42", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     bad = tokenizer("42 19 7 3", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -37,7 +37,7 @@ def test_trl_reward_function_scores_the_sampled_ids(url: str, demo_dir: Path) ->
 
 
 def test_trl_refuses_a_policy_with_another_tokenizer(
-    url: str, demo_dir: Path, tmp_path: Path
+    demo_url: str, demo_dir: Path, tmp_path: Path
 ) -> None:
     from transformers import AutoTokenizer
 
@@ -45,23 +45,25 @@ def test_trl_refuses_a_policy_with_another_tokenizer(
 
     swapped_tokens_copy(demo_dir / "sft", tmp_path / "other")
     with pytest.raises(ValueError, match="not the reward server's"):
-        DenseReward(url, tokenizer=AutoTokenizer.from_pretrained(str(tmp_path / "other")))
+        DenseReward(demo_url, tokenizer=AutoTokenizer.from_pretrained(str(tmp_path / "other")))
 
 
-def test_grpo_steps_with_the_real_trl_trainer(url: str, demo_dir: Path) -> None:
+def test_grpo_steps_with_the_real_trl_trainer(demo_url: str, demo_dir: Path) -> None:
     sys.path.insert(0, str(ROOT / "examples"))
     try:
         from trl_grpo import train
     finally:
         sys.path.pop(0)
-    result = train(url, str(demo_dir / "sft"), steps=2)
+    result = train(demo_url, str(demo_dir / "sft"), steps=2)
     assert result["global_step"] == 2
     rewards = [entry["reward"] for entry in result["log_history"] if "reward" in entry]
     assert len(rewards) == 2 and all(np.isfinite(rewards))
 
 
-def test_verl_compute_score_and_token_tensor(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DRS_REWARD_URL", url)
+def test_verl_compute_score_and_token_tensor(
+    demo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRS_REWARD_URL", demo_url)
     verl.client.cache_clear()
     messages = [{"role": "user", "content": "Sort ascending: 42 7 19 3"}]
     good = verl.compute_score("demo", "3 7 19 42", None, {"prompt": messages})
@@ -85,9 +87,9 @@ EXPERT, CORRUPTED = "3 7 19 42", "3 19 7 42"  # the two answers both examples sc
 NUMBER = re.compile(r"[-+]?\d+\.\d*(?:e[-+]?\d+)?")
 
 
-def run_example(script: str, url: str) -> str:
-    env = {**os.environ, "DRS_REWARD_URL": url, "PYTHONPATH": str(ROOT)}
-    args = ["--url", url] if script.startswith("openrlhf") else []
+def run_example(script: str, demo_url: str) -> str:
+    env = {**os.environ, "DRS_REWARD_URL": demo_url, "PYTHONPATH": str(ROOT)}
+    args = ["--url", demo_url] if script.startswith("openrlhf") else []
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), *args],
         capture_output=True,
@@ -99,8 +101,8 @@ def run_example(script: str, url: str) -> str:
     return done.stdout
 
 
-def test_openrlhf_example_prints_one_reward_per_query(url: str) -> None:
-    answer = json.loads(run_example("openrlhf_remote_rm.py", url))
+def test_openrlhf_example_prints_one_reward_per_query(demo_url: str) -> None:
+    answer = json.loads(run_example("openrlhf_remote_rm.py", demo_url))
     rewards = answer["rewards"]
     assert len(rewards) == 2 and all(math.isfinite(r) for r in rewards)
     assert answer["scores"] == rewards
@@ -109,8 +111,8 @@ def test_openrlhf_example_prints_one_reward_per_query(url: str) -> None:
     assert len(tokens) == 2 and all(n >= 2 for n in tokens)  # the answer digits and the EOS
 
 
-def test_verl_example_prints_scores_and_their_token_tensor(url: str) -> None:
-    stdout = run_example("verl_reward.py", url)
+def test_verl_example_prints_scores_and_their_token_tensor(demo_url: str) -> None:
+    stdout = run_example("verl_reward.py", demo_url)
     head, _, table = stdout.partition("token-level reward tensor [batch, response_length]:")
     table, _, scores_table = table.partition("dense_reward manager: token_level_scores")
     line = re.compile(r"^'(.*)': score ([-+]\d+\.\d+), dense (\[.*\])$", re.MULTILINE)

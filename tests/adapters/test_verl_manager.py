@@ -115,15 +115,15 @@ def rows(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
     ]
 
 
-def direct(url: str, rows: list[tuple[list[int], list[int]]], **item: Any) -> list[np.ndarray]:
+def direct(demo_url: str, rows: list[tuple[list[int], list[int]]], **item: Any) -> list[np.ndarray]:
     """The same ids scored one item each, straight through the client."""
     items = [{"prompt_token_ids": p, "completion_token_ids": r, **item} for p, r in rows]
-    results = RewardClient(url).token_rewards(items, append_eos=False)
+    results = RewardClient(demo_url).token_rewards(items, append_eos=False)
     return [np.array([0.0 if v is None else v for v in r["rewards"]]) for r in results]
 
 
 def test_registered_in_verls_registry_and_built_like_verl_builds_managers(
-    url: str, tokenizer: Any
+    demo_url: str, tokenizer: Any
 ) -> None:
     assert get_reward_manager_cls(MANAGER_NAME) is DenseRewardManager
     # verl loads `custom_reward_function.path` by file path: a second run of the module in
@@ -132,16 +132,20 @@ def test_registered_in_verls_registry_and_built_like_verl_builds_managers(
     assert get_reward_manager_cls(MANAGER_NAME) is DenseRewardManager
     # The keywords verl's loader passes, then `reward_model.reward_kwargs`.
     manager = get_reward_manager_cls(MANAGER_NAME)(
-        tokenizer=tokenizer, num_examine=0, compute_score=None, reward_fn_key="data_source", url=url
+        tokenizer=tokenizer,
+        num_examine=0,
+        compute_score=None,
+        reward_fn_key="data_source",
+        url=demo_url,
     )
-    assert isinstance(manager, DenseRewardManager) and manager.client.base_url == url
+    assert isinstance(manager, DenseRewardManager) and manager.client.base_url == demo_url
 
 
 def test_token_level_scores_are_the_servers_rewards_in_one_request(
-    url: str, tokenizer: Any, rows: list[tuple[list[int], list[int]]]
+    demo_url: str, tokenizer: Any, rows: list[tuple[list[int], list[int]]]
 ) -> None:
     transport = Recorder()
-    manager = DenseRewardManager(tokenizer, client=RewardClient(url, transport=transport))
+    manager = DenseRewardManager(tokenizer, client=RewardClient(demo_url, transport=transport))
     data = rollout_batch(rows)
     output = manager(data, return_dict=True)
     assert isinstance(output, dict)
@@ -157,7 +161,7 @@ def test_token_level_scores_are_the_servers_rewards_in_one_request(
     assert [len(item.get("completions", [None])) for item in body["items"]] == [3, 1]
     assert body["items"][0]["prompt_token_ids"] == rows[0][0]  # left padding stripped
 
-    expected = direct(url, rows)
+    expected = direct(demo_url, rows)
     for i, values in enumerate(expected):
         length = len(rows[i][1])
         np.testing.assert_allclose(scores[i, :length].numpy(), values, atol=1e-5)
@@ -175,10 +179,10 @@ def test_token_level_scores_are_the_servers_rewards_in_one_request(
 
 
 def test_tool_tokens_of_multi_turn_rows_get_no_reward(
-    url: str, rows: list[tuple[list[int], list[int]]]
+    demo_url: str, rows: list[tuple[list[int], list[int]]]
 ) -> None:
     transport = Recorder()
-    manager = DenseRewardManager(client=RewardClient(url, transport=transport))
+    manager = DenseRewardManager(client=RewardClient(demo_url, transport=transport))
     scores = manager(rollout_batch(rows, tool_mask=True))
     assert isinstance(scores, torch.Tensor)
     group = transport.posts()[0]["items"][0]["completions"]
@@ -187,17 +191,17 @@ def test_tool_tokens_of_multi_turn_rows_get_no_reward(
     assert torch.all(scores[0, 1:3] == 0)
     masked = [1, 0, 0] + [1] * (len(rows[0][1]) - 3)
     np.testing.assert_allclose(
-        scores[0, : len(rows[0][1])].numpy(), direct(url, rows[:1], mask=masked)[0], atol=1e-5
+        scores[0, : len(rows[0][1])].numpy(), direct(demo_url, rows[:1], mask=masked)[0], atol=1e-5
     )
 
 
 def test_the_client_splits_big_batches_and_rows_stay_aligned(
-    url: str, rows: list[tuple[list[int], list[int]]]
+    demo_url: str, rows: list[tuple[list[int], list[int]]]
 ) -> None:
     data = rollout_batch(rows)
-    whole = DenseRewardManager(client=RewardClient(url))(data)
+    whole = DenseRewardManager(client=RewardClient(demo_url))(data)
     transport = Recorder()
-    small = RewardClient(url, transport=transport, max_items_per_request=2)
+    small = RewardClient(demo_url, transport=transport, max_items_per_request=2)
     split = DenseRewardManager(client=small)(data)
     assert len(transport.posts()) == 2  # the group of 3, then the single item
     assert isinstance(whole, torch.Tensor) and isinstance(split, torch.Tensor)
@@ -205,10 +209,10 @@ def test_the_client_splits_big_batches_and_rows_stay_aligned(
 
 
 def test_dense_scores_give_per_token_advantages_in_verls_estimators(
-    url: str, rows: list[tuple[list[int], list[int]]]
+    demo_url: str, rows: list[tuple[list[int], list[int]]]
 ) -> None:
     data = rollout_batch(rows)
-    output = DenseRewardManager(client=RewardClient(url))(data, return_dict=True)
+    output = DenseRewardManager(client=RewardClient(demo_url))(data, return_dict=True)
     assert isinstance(output, dict)
     # What verl's trainer does with a reward manager's answer (no KL in the reward).
     data.batch["token_level_scores"] = output["reward_tensor"]
@@ -232,13 +236,13 @@ def test_dense_scores_give_per_token_advantages_in_verls_estimators(
 
 
 def test_mismatched_answers_and_bad_input_raise(
-    url: str, demo_dir: Path, tmp_path: Path, rows: list[tuple[list[int], list[int]]]
+    demo_url: str, demo_dir: Path, tmp_path: Path, rows: list[tuple[list[int], list[int]]]
 ) -> None:
     def drop_a_reward(answer: dict[str, Any]) -> None:
         single = answer["results"][1]
         single["rewards"] = encode_floats(decode_floats(single["rewards"])[:-1])
 
-    manager = DenseRewardManager(client=RewardClient(url, transport=Recorder(drop_a_reward)))
+    manager = DenseRewardManager(client=RewardClient(demo_url, transport=Recorder(drop_a_reward)))
     n = len(rows[2][1])  # results[1] is row 2's: the group of rows 0, 1, 3 comes first
     with pytest.raises(ValueError, match=f"row 2: the server returned {n - 1} rewards for {n} "):
         manager(rollout_batch(rows))
@@ -248,13 +252,13 @@ def test_mismatched_answers_and_bad_input_raise(
     data.batch["attention_mask"][0, -1] = 1
     transport = Recorder()
     with pytest.raises(ValueError, match="row 0: response is not right-padded"):
-        DenseRewardManager(client=RewardClient(url, transport=transport))(data)
+        DenseRewardManager(client=RewardClient(demo_url, transport=transport))(data)
     assert transport.posts() == []
 
     # A token id outside the vocabulary: the server's error, with the item.
     bad = [(rows[0][0], [*rows[0][1][:-1], 10**6])]
     with pytest.raises(InvalidRequestError):
-        DenseRewardManager(client=RewardClient(url))(rollout_batch(bad))
+        DenseRewardManager(client=RewardClient(demo_url))(rollout_batch(bad))
 
     # A policy with another tokenizer: its ids are other tokens.
     from harness.models import swapped_tokens_copy
@@ -262,7 +266,7 @@ def test_mismatched_answers_and_bad_input_raise(
     swapped_tokens_copy(demo_dir / "sft", tmp_path / "other")
     other = AutoTokenizer.from_pretrained(str(tmp_path / "other"))
     with pytest.raises(ValueError, match="not the reward server's"):
-        DenseRewardManager(other, url=url)(rollout_batch(rows))
+        DenseRewardManager(other, url=demo_url)(rollout_batch(rows))
 
 
 def test_sequence_level_users_need_no_verl() -> None:
@@ -284,7 +288,7 @@ assert adapter.REWARD_MANAGER_REGISTRY is None and callable(adapter.compute_scor
 
 
 def test_verl_0_9_trainer_route_puts_dense_rewards_in_token_level_scores(
-    url: str,
+    demo_url: str,
     demo_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     rows: list[tuple[list[int], list[int]]],
@@ -299,9 +303,9 @@ def test_verl_0_9_trainer_route_puts_dense_rewards_in_token_level_scores(
     from service.adapters.verl import with_dense_rewards
 
     data = rollout_batch(rows)
-    batch = with_dense_rewards(data, DenseRewardManager(client=RewardClient(url)))
+    batch = with_dense_rewards(data, DenseRewardManager(client=RewardClient(demo_url)))
     reward_tensor, extra = extract_reward(batch)
-    for i, expected in enumerate(direct(url, rows)):
+    for i, expected in enumerate(direct(demo_url, rows)):
         np.testing.assert_allclose(reward_tensor[i, : len(expected)].numpy(), expected, atol=1e-5)
         assert torch.all(reward_tensor[i, len(expected) :] == 0)
     assert set(extra) == {"dense_total_reward", "dense_scored_tokens"}
@@ -312,12 +316,12 @@ def test_verl_0_9_trainer_route_puts_dense_rewards_in_token_level_scores(
         "service.adapters.verl.DenseRewardAgentLoopManager", "AgentLoopManager"
     )
     assert issubclass(cls, AgentLoopManager)
-    monkeypatch.setenv("DRS_REWARD_URL", url)
+    monkeypatch.setenv("DRS_REWARD_URL", demo_url)
     model = {"_target_": "verl.workers.config.HFModelConfig", "path": str(demo_dir / "sft")}
     config = OmegaConf.create({"actor_rollout_ref": {"rollout": {}, "model": model}})
     manager = cls(config, llm_client=None, reward_loop_worker_handles=["a reward worker"])
     assert manager.reward_loop_worker_handles is None
-    assert manager.dense.client.base_url == url
+    assert manager.dense.client.base_url == demo_url
     manager.dense._check_server()  # the workers' tokenizer is the server's
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +13,9 @@ import httpx
 import pytest
 import torch
 
-from service.api.app import create_app
 from service.client import RewardClient
 from service.rl.config import DPRConfig
 from service.rl.trainer import DPRTrainer, heldout_prompts, run, train_prompts
-
-
-@pytest.fixture(scope="module")
-def url(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[str]:
-    with thread_server(create_app(settings_for(backend="transformers"))) as server:
-        yield server.url
 
 
 class CountingTransport(httpx.HTTPTransport):
@@ -40,22 +33,26 @@ class CountingTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def short_run(url: str, demo_dir: Path, **overrides: Any) -> tuple[dict[str, Any], DPRTrainer, int]:
+def short_run(
+    demo_url: str, demo_dir: Path, **overrides: Any
+) -> tuple[dict[str, Any], DPRTrainer, int]:
     config = DPRConfig(
         steps=2, prompts_per_step=2, samples_per_prompt=4, eval_every=1, eval_slice=3
     )
-    config = DPRConfig(**{**config.__dict__, **overrides})
+    config = replace(config, **overrides)
     held = heldout_prompts(demo_dir / "heldout_pairs.jsonl")
     transport = CountingTransport()
-    with RewardClient(url, transport=transport) as client:
+    with RewardClient(demo_url, transport=transport) as client:
         trainer = DPRTrainer(demo_dir / "sft", client, config)
-        record = run(trainer, train_prompts(config.seed, set(held)), held[:4], 2, progress=False)
+        record = run(trainer, held, 4, 2, progress=False)
     return record, trainer, transport.scored
 
 
 @pytest.mark.parametrize("credit", ["dense", "sparse", "verifier"])
-def test_steps_call_the_server_and_update_the_policy(url: str, demo_dir: Path, credit: str) -> None:
-    record, trainer, scored = short_run(url, demo_dir, credit=credit)
+def test_steps_call_the_server_and_update_the_policy(
+    demo_url: str, demo_dir: Path, credit: str
+) -> None:
+    record, trainer, scored = short_run(demo_url, demo_dir, credit=credit)
     # Per step: one rollout and one held-out greedy check; then the final greedy + sampled eval.
     assert scored == 2 * 2 + 2
     for row in record["log"]:
@@ -72,10 +69,10 @@ def test_steps_call_the_server_and_update_the_policy(url: str, demo_dir: Path, c
     assert final["kl"] is not None and math.isfinite(final["kl"])
 
 
-def test_a_seed_reproduces_a_run(url: str, demo_dir: Path) -> None:
-    first, _, _ = short_run(url, demo_dir, seed=3)
-    again, _, _ = short_run(url, demo_dir, seed=3)
-    other, _, _ = short_run(url, demo_dir, seed=4)
+def test_a_seed_reproduces_a_run(demo_url: str, demo_dir: Path) -> None:
+    first, _, _ = short_run(demo_url, demo_dir, seed=3)
+    again, _, _ = short_run(demo_url, demo_dir, seed=3)
+    other, _, _ = short_run(demo_url, demo_dir, seed=4)
     keys = ("return", "answer_tokens", "train_correct")
     assert [[r[k] for k in keys] for r in first["log"]] == [
         [r[k] for k in keys] for r in again["log"]
@@ -83,21 +80,21 @@ def test_a_seed_reproduces_a_run(url: str, demo_dir: Path) -> None:
     assert first["log"][0]["return"] != other["log"][0]["return"]
 
 
-def test_sft_alone_has_no_kl_to_itself(url: str, demo_dir: Path) -> None:
+def test_sft_alone_has_no_kl_to_itself(demo_url: str, demo_dir: Path) -> None:
     """Zero steps: the policy is the server's SFT model, so the KL estimate is ~0 (the server's
     and the trainer's forwards agree), and the server's dense total is what the eval reports."""
-    record, _, _ = short_run(url, demo_dir, steps=0)
+    record, _, _ = short_run(demo_url, demo_dir, steps=0)
     assert record["log"] == []
     assert abs(record["eval"]["kl"]) < 1e-3
 
 
-def test_cli_trains_and_saves(url: str, demo_dir: Path, tmp_path: Path) -> None:
+def test_cli_trains_and_saves(demo_url: str, demo_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from service.cli import cli
 
     out = tmp_path / "run.json"
-    args = ["train-dpr", "--url", url, "--policy", str(demo_dir / "sft")]
+    args = ["train-dpr", "--url", demo_url, "--policy", str(demo_dir / "sft")]
     args += ["--heldout", str(demo_dir / "heldout_pairs.jsonl"), "--steps", "1"]
     args += ["--prompts-per-step", "2", "--samples", "2", "--eval-prompts", "2"]
     args += ["--out", str(out), "--save", str(tmp_path / "policy")]
@@ -175,11 +172,11 @@ def test_updates_climb_the_reward(demo_dir: Path, monkeypatch: pytest.MonkeyPatc
     assert expert_logprob_drop(demo_dir) > 30
 
 
-def test_truncated_answers_get_their_ending_scored(url: str, demo_dir: Path) -> None:
+def test_truncated_answers_get_their_ending_scored(demo_url: str, demo_dir: Path) -> None:
     """Answers cut at 2 tokens: the server appends and scores EOS; the step uses its reward
     in the returns, and the gradient only the 2 sampled tokens."""
     config = DPRConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=2)
-    with RewardClient(url) as client:
+    with RewardClient(demo_url) as client:
         trainer = DPRTrainer(demo_dir / "sft", client, config)
         samples = trainer.rollout(["Sort ascending: 42 7 19 3 88"], 2)
         assert all(s.truncated and len(s.ids) == 2 for s in samples)
