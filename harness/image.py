@@ -1,6 +1,6 @@
 """`make test-image`: the built CPU image serving, started from its own filesystem.
 
-    .venv/bin/python -m harness.image [--image dense-reward-server:0.1.0-cpu]
+    .venv/bin/python -m harness image [--image dense-reward-server:0.1.0-cpu]
 
 `podman run` is refused on this machine (crun cannot set RLIMIT_NOFILE), so this does what a
 container runtime would, by hand and as root: the image's filesystem (`podman image mount`)
@@ -176,11 +176,11 @@ def serve_checkout(models: Path) -> list[np.ndarray]:
         server.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness image", description=__doc__)
     parser.add_argument("--image", default="dense-reward-server:0.1.0-cpu")
     parser.add_argument("--models", type=Path, default=DEMO)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     report = serve_image(args.image, args.models.resolve())
     reference = serve_checkout(args.models.resolve())
@@ -194,7 +194,3 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     ok = report["exit_status_after_sigterm"] == 0 and report["max_abs_diff_vs_checkout"] <= 1e-5
     raise SystemExit(0 if ok else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Servers the harness runs: `python -m service serve` processes and in-thread uvicorn apps.
+"""Servers the harness runs: `dense-reward-server serve` processes and in-thread uvicorn apps.
 
 `serve_command` is the one builder of a serve command line; `wait_ready` the one readiness
 wait, for the service and for the benchmark's `vllm serve` peers alike.
@@ -11,14 +11,17 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
 
+from dense_reward_server.config import Settings
 from harness.ports import HOST, free_port, loopback_url
 from harness.processes import ManagedProcess
-from service.config import Settings
+
+if TYPE_CHECKING:
+    from dense_reward_server.core.runtime import EngineFactory
 
 # Idle keep-alive of every server the harness runs: the service's DRS_KEEP_ALIVE_TIMEOUT_S
 # default, and what the benchmark gives its `vllm serve` peers (VLLM_HTTP_TIMEOUT_KEEP_ALIVE).
@@ -65,8 +68,8 @@ def setting_flags(**settings: object) -> list[str]:
 
 
 def serve_command(*args: str, **settings: object) -> list[str]:
-    """`python -m service serve` with these settings, then `args` (raw flags) as given."""
-    return [sys.executable, "-m", "service", "serve", *setting_flags(**settings), *args]
+    """`dense-reward-server serve` with these settings, then `args` (raw flags) as given."""
+    return [sys.executable, "-m", "dense_reward_server", "serve", *setting_flags(**settings), *args]
 
 
 def wait_ready(url: str, procs: Sequence[ManagedProcess], timeout_s: float) -> float:
@@ -91,7 +94,7 @@ def wait_ready(url: str, procs: Sequence[ManagedProcess], timeout_s: float) -> f
 
 
 class ServiceProcess(ManagedProcess):
-    """`python -m service serve` on a free loopback port: the way users run it.
+    """`python -m dense_reward_server serve` on a free loopback port: the way users run it.
 
     `args` are raw serve flags, `settings` Settings fields by name (both may be used).
     """
@@ -124,9 +127,17 @@ def vocab_size(models: Mapping[str, Any]) -> int:
 
 
 class ThreadServer:
-    """A real uvicorn server on loopback, in a thread of this process (app-level tests)."""
+    """A real uvicorn server on loopback, in a thread of this process (app-level tests), wired
+    as `dense-reward-server serve` wires it: the lifecycle first, then the app given it."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, settings: Settings, engine_factory: EngineFactory | None = None) -> None:
+        from dense_reward_server.api.app import create_app
+        from dense_reward_server.core.lifecycle import Lifecycle
+
+        self.lifecycle = (
+            Lifecycle(settings) if engine_factory is None else Lifecycle(settings, engine_factory)
+        )
+        app = create_app(self.lifecycle)
         self.port = free_port()
         self.url = loopback_url(self.port)
         config = uvicorn.Config(app, host=HOST, port=self.port, log_config=None)

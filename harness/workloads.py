@@ -1,7 +1,7 @@
 """Workloads: the request shapes, seeded token-id sequences, and /v1/token_rewards bodies.
 
-Stdlib only (and `service.sequence`, itself dependency-free): the locust file imports this
-module in a venv that has none of the project's dependencies.
+Stdlib only (and `dense_reward_server.sequence`, itself dependency-free): the locust file
+imports this module in a venv that has none of the project's dependencies.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.sequence import ScoreInput
+from dense_reward_server.sequence import ScoreInput
 
 
 @dataclass(frozen=True)

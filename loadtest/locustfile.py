@@ -1,27 +1,24 @@
 """Locust users for the benchmark shapes, against any deployment of the service.
 
     pip install locust                      # not a project dependency
-    DRS_API_KEY=... locust -f loadtest/locustfile.py --host https://rewards.example \
+    DRS_API_KEY=... PYTHONPATH=. locust -f loadtest/locustfile.py --host https://rewards.example \
         --headless -u 20 -r 2 -t 5m --csv loadtest/results/locust
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 SingleUser   # one shape
+    PYTHONPATH=. locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 SingleUser
 
 Users: SingleUser, RlBatchUser, GrpoGroupUser, LongGroupUser: the benchmark's shapes
-(harness/workloads.py, which this file imports: run it from a checkout). Token ids are drawn
+(harness/workloads.py, stdlib only, which this file imports: run it from a checkout with
+PYTHONPATH=.). Token ids are drawn
 from the server's vocabulary (one GET /v1/models at start).
 Locust users are closed-loop (each waits for its answer); for open-loop latency under a fixed
-arrival rate use loadtest/bench.py. 429 answers are reported under their own name
+arrival rate use python -m harness bench. 429 answers are reported under their own name
 ("refused 429") so refusals are not mixed with errors.
 """
 
 import os
 import random
-import sys
-from pathlib import Path
 from typing import Any
 
 from locust import HttpUser, between, events, task
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness (stdlib only)
 
 from harness.workloads import SHAPES, TokenSampler
 

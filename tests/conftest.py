@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from dense_reward_server.config import Settings
+from dense_reward_server.engines.base import EnginePair
+from dense_reward_server.engines.factory import load_engine_pair
+from dense_reward_server.rewards.tokenization import RewardTokenizer
+from harness.fakes import fake_factory
 from harness.paths import DEMO, pair_settings
 from harness.servers import ServiceProcess, ThreadServer
-from service.config import Settings
 
 DEMO_DIR = Path(os.environ.get("DRS_TEST_DEMO_DIR", DEMO))
 
@@ -24,15 +29,38 @@ DEMO_DIR = Path(os.environ.get("DRS_TEST_DEMO_DIR", DEMO))
 def demo_dir() -> Path:
     """The demo pair; built here if `make demo` has not built it (never skipped)."""
     if not (DEMO_DIR / "sft" / "config.json").exists():
-        from service.demo.build import build_demo
+        from harness.demo.build import build_demo
 
         build_demo(DEMO_DIR, seed=0, progress=False)
     return DEMO_DIR
 
 
+@dataclass(frozen=True)
+class FakeServer:
+    """An in-thread server on fake engines (harness/fakes.py): its URL and its engines."""
+
+    url: str
+    pair: EnginePair
+    server: ThreadServer
+
+
 @pytest.fixture(scope="session")
-def thread_server() -> Callable[..., ThreadServer]:
-    return ThreadServer
+def fake_server(
+    settings_for: Callable[..., Settings],
+) -> Callable[..., AbstractContextManager[FakeServer]]:
+    """The one fake-engine server of the API-contract tests:
+    `with fake_server(delay_s=..., vocab_size=..., **settings) as server: ...`."""
+
+    @contextmanager
+    def start(
+        *, vocab_size: int = 100_000, delay_s: float = 0.0, **settings: object
+    ) -> Iterator[FakeServer]:
+        baseline = settings.get("baseline", "model") == "model"
+        pair, factory = fake_factory(vocab_size, delay_s, baseline=baseline)
+        with ThreadServer(settings_for(**settings), factory) as server:
+            yield FakeServer(server.url, pair, server)
+
+    return start
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +80,29 @@ def vllm_server(demo_dir: Path) -> Iterator[ServiceProcess]:
 
 
 @pytest.fixture(scope="session")
-def demo_url(settings_for: Callable[..., Settings], thread_server: Any) -> Iterator[str]:
+def demo_url(settings_for: Callable[..., Settings]) -> Iterator[str]:
     """An in-thread server on the demo pair (transformers engine), shared by the trainer
-    adapters' tests and the DPR trainer's: the reward model they score against."""
-    from service.api.app import create_app
-
-    with thread_server(create_app(settings_for(backend="transformers"))) as server:
+    adapters' tests, the client's install test and the DPR trainer's."""
+    with ThreadServer(settings_for(backend="transformers")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def tok(demo_dir: Path) -> RewardTokenizer:
+    """The demo SFT tokenizer as the server wraps it, loaded once per run."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(demo_dir / "sft"))
+    return RewardTokenizer(hf, len(hf))
+
+
+@pytest.fixture(scope="session")
+def reference(settings_for: Callable[..., Settings]) -> Iterator[EnginePair]:
+    """The transformers engines on the demo pair with prompt sharing off (every sequence
+    computed whole): what the vLLM engine and the server are checked against, loaded once."""
+    pair = load_engine_pair(settings_for(backend="transformers", prefix_sharing=False)).pair
+    yield pair
+    pair.shutdown()
 
 
 @pytest.fixture(scope="session")

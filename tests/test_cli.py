@@ -17,7 +17,7 @@ from harness.paths import ROOT
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {name: value for name, value in os.environ.items() if not name.startswith("DRS_")}
     return subprocess.run(
-        [sys.executable, "-m", "service", "serve", *args],
+        [sys.executable, "-m", "dense_reward_server", "serve", *args],
         capture_output=True,
         text=True,
         env={**clean, **env},

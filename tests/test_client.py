@@ -8,10 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from harness.fakes import fake_factory
-from service.api.app import create_app
-from service.client import (
+from dense_reward_client import (
     AsyncRewardClient,
     AuthenticationError,
     InvalidRequestError,
@@ -28,12 +25,9 @@ def items(count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def url(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[str]:
-    _, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(
-        max_items_per_request=4, max_tokens_per_request=40, api_keys=["k1"], max_group_size=8
-    )
-    with thread_server(create_app(settings, engine_factory=factory)) as server:
+def url(fake_server: Callable[..., Any]) -> Iterator[str]:
+    settings = {"max_items_per_request": 4, "max_tokens_per_request": 40, "max_group_size": 8}
+    with fake_server(api_keys=["k1"], **settings) as server:
         yield server.url
 
 
@@ -86,11 +80,9 @@ def test_groups_count_their_completions_and_base64_decodes(url: str) -> None:
 
 
 def test_async_client_retries_429_honouring_retry_after(
-    settings_for: Callable[..., Any], thread_server: Any
+    fake_server: Callable[..., Any],
 ) -> None:
-    _, factory = fake_factory(vocab_size=100_000, delay_s=0.6)
-    settings = settings_for(max_inflight_tokens=10)
-    with thread_server(create_app(settings, engine_factory=factory)) as server:
+    with fake_server(delay_s=0.6, max_inflight_tokens=10) as server:
 
         async def run() -> list[list[dict[str, Any]]]:
             async with AsyncRewardClient(server.url, backoff_s=0.05) as client:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.config import Settings, settings_error_lines
+from dense_reward_server.config import Settings, settings_error_lines
 
 
 def test_env_then_cli_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +49,9 @@ def test_api_keys_file_is_read(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     path.write_text("alpha\n\n beta \n")
     settings = Settings(api_keys=["gamma"], api_keys_file=path)
+    path.unlink()  # read once, when the settings were made: never again
     assert settings.all_api_keys() == ["gamma", "alpha", "beta"]
+    assert settings.summary()["auth"] is True
 
 
 @pytest.mark.parametrize(

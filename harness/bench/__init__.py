@@ -1,4 +1,4 @@
-"""The benchmark (entry point: loadtest/bench.py; loadtest/README.md says what it measures).
+"""The benchmark (entry point: python -m harness bench; loadtest/README.md says what it measures).
 
 options: the command line. cli: main. systems, peer, loop: the three systems compared, behind
 one interface. clients and drive: the load generator over HTTP. sweep: calibration, sweep

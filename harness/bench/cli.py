@@ -1,4 +1,4 @@
-"""`loadtest/bench.py`: runs the systems one after another and writes the report."""
+"""`python -m harness bench`: runs the systems one after another and writes the report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from dense_reward_server.config import Settings
+from dense_reward_server.engines.options import vllm_options
 from harness.bench import environment as env
 from harness.bench import mfu
 from harness.bench.environment import log, shown
@@ -25,8 +26,6 @@ from harness.bench.sweep import SweepConfig, bench_system, peak, records_of, sum
 from harness.bench.systems import System
 from harness.paths import ROOT
 from harness.workloads import SHAPES, Request, TokenSampler, make_requests
-from service.config import Settings
-from service.engines.options import vllm_options
 
 RESULTS = ROOT / "loadtest" / "results"
 
@@ -126,7 +125,7 @@ def new_report(
         peer_settings(args, shared), "sft", shared["sft_model"], None, cpu=device == "cpu"
     )
     report: dict[str, Any] = {
-        **env.run_record("loadtest/bench.py", started),
+        **env.run_record("python -m harness bench", started),
         "config": {
             "quick": args.quick,
             "shapes": {name: asdict(SHAPES[name]) for name in workloads},
@@ -252,13 +251,7 @@ def print_summary(report: dict[str, Any]) -> None:
     print(json.dumps(report["ratios"], indent=2))
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["groups"]:
-        from harness.bench.groups import main as groups_main
-
-        groups_main(argv[1:])
-        return
+def main(argv: list[str]) -> None:
     args = parse_args(argv)
     if args.reanalyze:
         reanalyze(args.reanalyze)

@@ -1,6 +1,6 @@
 """`make bench-groups`: GRPO groups, cold and again, on every system side by side in one run.
 
-    .venv/bin/python loadtest/bench.py groups [--shapes grpo_group long_group] [--requests N]
+    python -m harness groups [--shapes grpo_group long_group] [--requests N]
 
 Per system and group shape: closed-loop capacity (requests/s, 4 clients) over N groups never
 sent before (first round: every prompt new to the server), then over the same N groups again
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
         for i, name in enumerate(args.shapes)
     }
     report: dict[str, Any] = {
-        **env.run_record("loadtest/bench.py groups", started),
+        **env.run_record("python -m harness groups", started),
         "config": {
             "shapes": {name: asdict(SHAPES[name]) for name in workloads},
             "requests_per_round": requests_per_round,

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dense_reward_server.config import Settings
 from harness.bench.drive import Record
 from harness.bench.systems import System
 from harness.workloads import Request
-from service.config import Settings
 
 if TYPE_CHECKING:  # torch loads when the loop starts, not when the benchmark does
-    from service.engines.base import ScoringEngine
+    from dense_reward_server.engines.base import ScoringEngine
 
 
 class TransformersLoop(System):
@@ -37,7 +37,7 @@ class TransformersLoop(System):
     def start(self) -> None:
         import torch
 
-        from service.engines.factory import load_engine_pair
+        from dense_reward_server.engines.factory import load_engine_pair
 
         started = time.perf_counter()
         torch.set_num_threads(self.threads)
@@ -46,7 +46,7 @@ class TransformersLoop(System):
 
     def stop(self) -> None:
         for engine in self.engines:
-            self._loop.run_until_complete(engine.shutdown())
+            engine.shutdown()
         self.engines = []
         self._loop.close()
 

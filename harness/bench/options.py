@@ -1,7 +1,7 @@
 """Throughput/latency benchmark: this service vs the two setups a user would run instead.
 
-    .venv/bin/python loadtest/bench.py            # full run (~25 min on 2 cores)
-    .venv/bin/python loadtest/bench.py --quick    # ~5-8 min smoke run
+    python -m harness bench            # full run (~25 min on 2 cores)
+    python -m harness bench --quick    # ~5-8 min smoke run
 
 Systems, measured one after another on the same machine and demo models (never two at once:
 they would share the cores): `service` (this server, vLLM engine, over HTTP),

@@ -1,8 +1,8 @@
 """The peer a user would run instead of this service: two stock vLLM OpenAI servers.
 
 One server per model, configured from the service's own engine options
-(`service.engines.options.vllm_options`, the same Settings) turned into CLI flags, so both
-systems schedule the same way; the client pairs their `prompt_logprobs=0` answers.
+(`dense_reward_server.engines.options.vllm_options`, the same Settings) turned into CLI flags,
+so both systems schedule the same way; the client pairs their `prompt_logprobs=0` answers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from dense_reward_server.config import Settings
+from dense_reward_server.engines.options import VllmOptions, vllm_options
+from dense_reward_server.sequence import ScoreInput
 from harness.bench.clients import Client, ClientError
 from harness.bench.drive import Outcome
 from harness.bench.systems import HttpSystem
@@ -22,9 +25,6 @@ from harness.ports import HOST, free_port, loopback_url
 from harness.processes import ManagedProcess
 from harness.servers import SERVER_KEEPALIVE_S, cli_flags, wait_ready
 from harness.workloads import Request
-from service.config import Settings
-from service.engines.options import VllmOptions, vllm_options
-from service.sequence import ScoreInput
 
 ROLES = ("sft", "base")
 

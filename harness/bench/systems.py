@@ -101,7 +101,7 @@ class HttpSystem(System):
 
 
 class ServiceSystem(HttpSystem):
-    """This service: `python -m service serve --backend vllm` with the shared settings."""
+    """This service: `dense-reward-server serve --backend vllm` with the shared settings."""
 
     name = "service"
 

@@ -1,6 +1,6 @@
 """`make rl`: Dense-Path REINFORCE on the demo task, six arms x seeds, against live servers.
 
-Every trained arm runs the same trainer (service.rl.trainer) for the same steps, prompts per
+Every trained arm runs the same trainer (harness.rl.trainer) for the same steps, prompts per
 step and samples per prompt, from the same SFT policy, with the same seeds (so the same
 training prompts); only the reward differs. Rewards come from real servers over loopback,
 one per baseline: `base`, `sft-half` and none (`DRS_BASELINE=none`, the reward is log pi_sft).
@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dense_reward_client import RewardClient
 from transformers.utils import logging as hf_logging
 
 from harness.bench.environment import run_record
 from harness.paths import DEMO, ROOT
+from harness.rl.config import DPRConfig
+from harness.rl.credit import Credit
 from harness.rl.report import plot, summarize, table
+from harness.rl.trainer import DPRTrainer, heldout_prompts, run
 from harness.servers import ServiceProcess
-from service.client import RewardClient
-from service.rl.config import DPRConfig
-from service.rl.credit import Credit
-from service.rl.trainer import DPRTrainer, heldout_prompts, run
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def positive(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m harness.rl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness rl", description=__doc__)
     parser.add_argument("--demo", type=Path, default=DEMO)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rl")
     parser.add_argument("--arms", nargs="+", default=[a.name for a in ARMS], choices=list(LABELS))

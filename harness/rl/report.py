@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-Run = dict[str, Any]  # one trainer record: config, log, eval (see service.rl.trainer.run)
+Run = dict[str, Any]  # one trainer record: config, log, eval (see harness.rl.trainer.run)
 METRICS = ("greedy", "sampled")  # exact-answer accuracy on the held-out prompts
 REFERENCE = "sft"
 

@@ -17,8 +17,8 @@ import random
 from collections import Counter
 from typing import Any
 
+from dense_reward_server.sequence import ScoreInput
 from harness.workloads import TokenSampler, request_body
-from service.sequence import ScoreInput
 
 # The limits the soak server runs with: low enough that the mix reaches every one of them,
 # on any machine: two 16 x 300-token batches in flight at once already pass the in-flight limit.

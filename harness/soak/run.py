@@ -18,10 +18,10 @@ import httpx
 import numpy as np
 import psutil
 
+from dense_reward_server.sequence import ScoreInput
 from harness.paths import pair_settings
 from harness.servers import ServiceProcess, pooled_limits, vocab_size
 from harness.soak.mix import LIMITS, MIX, Body, Mix, expected_status
-from service.sequence import ScoreInput
 
 ROUTE = "/v1/token_rewards"
 # vLLM (CPU, fp32) against the transformers reference: measured max difference ~1.2e-5.
@@ -193,8 +193,8 @@ def scored_pairs(
 def check_rewards(outcomes: list[Outcome], demo: Path) -> dict[str, Any]:
     """Score every answered sequence again with the transformers engine, each sequence whole
     (no prompt shared), and count the mismatches."""
-    from service.config import Settings
-    from service.engines.factory import load_engine_pair
+    from dense_reward_server.config import Settings
+    from dense_reward_server.engines.factory import load_engine_pair
 
     settings = Settings(backend="transformers", prefix_sharing=False, **pair_settings(demo))
     pair = load_engine_pair(settings).pair
@@ -219,7 +219,7 @@ def check_rewards(outcomes: list[Outcome], demo: Path) -> dict[str, Any]:
                 worst = max(worst, diff)
                 mismatched += diff > TOLERANCE
     finally:
-        asyncio.run(pair.shutdown())
+        pair.shutdown()
     return {"checked_results": checked, "mismatched": mismatched, "max_abs_diff": worst}
 
 

@@ -119,7 +119,7 @@ assert current_platform.is_cuda(), f"vLLM platform is {current_platform!r}, not 
 from vllm.vllm_flash_attn.flash_attn_interface import is_fa_version_supported
 print("flash-attn 2/3 supported:", is_fa_version_supported(2), is_fa_version_supported(3))
 for name in ("vllm.v1.engine.async_llm", "vllm.entrypoints.openai.api_server",
-             "vllm.model_executor.models.llama", "service.cli", "service.engines.vllm_engine",
+             "vllm.model_executor.models.llama", "dense_reward_server.cli", "dense_reward_server.engines.vllm_engine",
              "fastapi", "uvicorn", "pydantic_settings", "orjson", "aiohttp", "matplotlib"):
     importlib.import_module(name)
 print("imports ok")
@@ -152,7 +152,7 @@ smoke() {
     [ -d "$tiny/sft" ] || "$PY" loadtest/gpu/make_random_pair.py --out "$tiny" --preset tiny \
         >/dev/null || fail "smoke: make_random_pair.py --preset tiny"
     say "smoke test: service on the tiny pair (log: $OUT/smoke-service.log)"
-    setsid "$PY" -m service serve --backend vllm --sft-model "$tiny/sft" --base-model "$tiny/base" \
+    setsid "$PY" -m dense_reward_server serve --backend vllm --sft-model "$tiny/sft" --base-model "$tiny/base" \
         --port 8799 --log-level warning --engine-args '{"enforce_eager": true}' \
         >"$OUT/smoke-service.log" 2>&1 &
     pid=$!
@@ -203,7 +203,7 @@ bench_start() {
     fi
     rm -f "$STATE/bench.rc"
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
-    cmd="$PY loadtest/bench.py --sft $MODELS/sft --base $MODELS/base --output $STATE/results/bench-gpu.json $BENCH_ARGS $peak_args"
+    cmd="$PY -m harness bench --sft $MODELS/sft --base $MODELS/base --output $STATE/results/bench-gpu.json $BENCH_ARGS $peak_args"
     rm -f "$STATE/results/bench-gpu.json" "$STATE/results/bench-gpu.png"
     say "starting: $cmd"
     echo "$cmd" >"$STATE/bench.cmd"
@@ -214,10 +214,10 @@ bench_start() {
 groups() {
     [ -f "$STATE/installed" ] || fail "groups: run the setup step first"
     [ -f "$MODELS/.done-$PRESET" ] || fail "groups: no model pair (setup step)"
-    "$PY" loadtest/bench.py groups --requests "${GROUP_REQUESTS:-24}" \
+    "$PY" -m harness groups --requests "${GROUP_REQUESTS:-24}" \
         --systems service service_unshared vllm_serve_pair \
         --sft "$MODELS/sft" --base "$MODELS/base" --device cuda --dtype bfloat16 \
-        --output "$OUT/groups-gpu.json" || fail "groups: loadtest/bench.py groups"
+        --output "$OUT/groups-gpu.json" || fail "groups: python -m harness groups"
     say "groups done: $OUT/groups-gpu.json"
 }
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dense_reward_client.adapters import verl
+from dense_reward_client.adapters.trl import DenseReward, padded, token_rewards
 
 from harness.paths import ROOT
-from service.adapters import verl
-from service.adapters.trl import DenseReward, padded, token_rewards
 
 
 def test_trl_reward_function_scores_the_sampled_ids(demo_url: str, demo_dir: Path) -> None:

@@ -14,6 +14,9 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from dense_reward_client import InvalidRequestError, RewardClient
+from dense_reward_client.adapters.verl import MANAGER_NAME, DenseRewardManager
+from dense_reward_client.encoding import decode_floats, encode_floats
 from transformers import AutoTokenizer
 from verl import DataProto
 from verl.trainer.config import AlgoConfig
@@ -25,9 +28,6 @@ from verl.utils.import_utils import load_extern_object
 from verl.workers.reward_manager import get_reward_manager_cls
 
 from harness.paths import ROOT
-from service.adapters.verl import MANAGER_NAME, DenseRewardManager
-from service.client import InvalidRequestError, RewardClient
-from service.rewards.encoding import decode_floats, encode_floats
 
 PAD = 0
 
@@ -128,7 +128,9 @@ def test_registered_in_verls_registry_and_built_like_verl_builds_managers(
     assert get_reward_manager_cls(MANAGER_NAME) is DenseRewardManager
     # verl loads `custom_reward_function.path` by file path: a second run of the module in
     # this process keeps the registration instead of failing on a duplicate name.
-    load_extern_object(str(ROOT / "service" / "adapters" / "verl.py"), "compute_score")
+    load_extern_object(
+        str(ROOT / "client" / "dense_reward_client" / "adapters" / "verl.py"), "compute_score"
+    )
     assert get_reward_manager_cls(MANAGER_NAME) is DenseRewardManager
     # The keywords verl's loader passes, then `reward_model.reward_kwargs`.
     manager = get_reward_manager_cls(MANAGER_NAME)(
@@ -278,7 +280,7 @@ class NoVerl(importlib.abc.MetaPathFinder):
         if name.split(".")[0] == "verl":
             raise ModuleNotFoundError(name)
 sys.meta_path.insert(0, NoVerl())
-import service.adapters.verl as adapter
+import dense_reward_client.adapters.verl as adapter
 assert adapter.REWARD_MANAGER_REGISTRY is None and callable(adapter.compute_score)
 """
     done = subprocess.run(
@@ -295,12 +297,11 @@ def test_verl_0_9_trainer_route_puts_dense_rewards_in_token_level_scores(
 ) -> None:
     """verl >= 0.7.1: the agent-loop manager verl loads by name writes `rm_scores`, which verl's
     own `extract_reward` hands to the trainer as `token_level_scores`, per token."""
+    from dense_reward_client.adapters.verl import with_dense_rewards
     from omegaconf import OmegaConf
     from verl.experimental.agent_loop import AgentLoopManager
     from verl.trainer.ppo.reward import extract_reward
     from verl.utils.import_utils import load_class_from_fqn
-
-    from service.adapters.verl import with_dense_rewards
 
     data = rollout_batch(rows)
     batch = with_dense_rewards(data, DenseRewardManager(client=RewardClient(demo_url)))
@@ -313,7 +314,7 @@ def test_verl_0_9_trainer_route_puts_dense_rewards_in_token_level_scores(
     # Built the way verl's trainer builds it (class by name, then its constructor's arguments):
     # the per-sample reward loop is off even when verl hands it workers.
     cls = load_class_from_fqn(
-        "service.adapters.verl.DenseRewardAgentLoopManager", "AgentLoopManager"
+        "dense_reward_client.adapters.verl.DenseRewardAgentLoopManager", "AgentLoopManager"
     )
     assert issubclass(cls, AgentLoopManager)
     monkeypatch.setenv("DRS_REWARD_URL", demo_url)
@@ -330,7 +331,7 @@ def test_a_pad_token_verl_added_does_not_fail_the_tokenizer_check(tokenizer: Any
     loads it without. The manager accepts both fingerprints, and only then."""
     import copy
 
-    from service.rewards.tokenization import tokenizer_fingerprint
+    from dense_reward_client.fingerprint import tokenizer_fingerprint
 
     bare = copy.deepcopy(tokenizer)
     bare.pad_token = None

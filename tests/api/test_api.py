@@ -17,22 +17,19 @@ import numpy as np
 import orjson
 import pytest
 
-from harness.fakes import fake_factory
-from service.api.app import create_app
-from service.sequence import ScoreInput
+from dense_reward_server.sequence import ScoreInput
 
 URL = "/v1/token_rewards"
 
 
 @pytest.fixture(scope="module")
-def api(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[tuple[httpx.Client, Any]]:
-    pair, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(max_items_per_request=8, max_model_len=256, max_body_bytes=64 * 1024)
+def api(fake_server: Callable[..., Any]) -> Iterator[tuple[httpx.Client, Any]]:
+    settings = {"max_items_per_request": 8, "max_model_len": 256, "max_body_bytes": 64 * 1024}
     with (
-        thread_server(create_app(settings, engine_factory=factory)) as server,
+        fake_server(**settings) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
-        yield client, pair
+        yield client, server.pair
 
 
 def post(client: httpx.Client, body: Any) -> httpx.Response:
@@ -323,11 +320,9 @@ def test_concurrent_requests_get_their_own_results(api: tuple[httpx.Client, Any]
 
 
 @pytest.fixture
-def slow_server(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[tuple[str, Any]]:
-    pair, factory = fake_factory(vocab_size=100_000, delay_s=1.5)
-    settings = settings_for(max_inflight_tokens=40, request_timeout_s=30)
-    with thread_server(create_app(settings, engine_factory=factory)) as server:
-        yield server.url, pair
+def slow_server(fake_server: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
+    with fake_server(delay_s=1.5, max_inflight_tokens=40, request_timeout_s=30) as server:
+        yield server.url, server.pair
 
 
 def test_timing_headers_split_engine_time_from_server_time(slow_server: tuple[str, Any]) -> None:
@@ -372,13 +367,9 @@ def test_over_the_inflight_token_limit_is_429_with_retry_after(
     assert httpx.post(url + URL, json=body, timeout=30).status_code == 200
 
 
-def test_api_keys_guard_everything_but_health_ready(
-    settings_for: Callable[..., Any], thread_server: Any
-) -> None:
-    _, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(api_keys=["s3cret-key"])
+def test_api_keys_guard_everything_but_health_ready(fake_server: Callable[..., Any]) -> None:
     with (
-        thread_server(create_app(settings, engine_factory=factory)) as server,
+        fake_server(api_keys=["s3cret-key"]) as server,
         httpx.Client(base_url=server.url) as client,
     ):
         assert client.get("/health").status_code == 200

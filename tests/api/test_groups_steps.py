@@ -9,14 +9,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from dense_reward_client.encoding import decode_floats, decode_ints
 
-from harness.fakes import FakeEngine, fake_factory
-from service.api.app import create_app
-from service.engines.base import EnginePair
-from service.engines.factory import LoadedPair
-from service.rewards.encoding import decode_floats, decode_ints
-from service.rewards.groups import group_scores
-from service.rewards.steps import text_steps, tokens_per_step
+from dense_reward_server.rewards.groups import group_scores
+from dense_reward_server.rewards.steps import text_steps, tokens_per_step
 
 URL = "/v1/token_rewards"
 PROMPT = {"messages": [{"role": "user", "content": "Sort ascending: 9 2 5"}]}
@@ -24,11 +20,9 @@ COMPLETIONS = ["2 5 9", "2 9 5", "9 5 2", "2 5"]
 
 
 @pytest.fixture(scope="module")
-def client(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[httpx.Client]:
-    _, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(max_group_size=4, max_items_per_request=16)
+def client(fake_server: Callable[..., Any]) -> Iterator[httpx.Client]:
     with (
-        thread_server(create_app(settings, engine_factory=factory)) as server,
+        fake_server(max_group_size=4, max_items_per_request=16) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         yield http
@@ -206,17 +200,9 @@ def test_bad_groups_and_spans_are_refused_with_the_index(
     assert (error["code"], error["index"], error["field"]) == (code, 1, field)
 
 
-def test_no_baseline_scores_log_pi_sft_alone(
-    settings_for: Callable[..., Any], thread_server: Any
-) -> None:
-    sft = FakeEngine("sft", 3, 100_000)
-
-    def factory(_: Any) -> LoadedPair:
-        return LoadedPair(EnginePair(sft, None), {"sft": 0.0})
-
-    settings = settings_for(baseline="none", beta=0.5)
+def test_no_baseline_scores_log_pi_sft_alone(fake_server: Callable[..., Any]) -> None:
     with (
-        thread_server(create_app(settings, engine_factory=factory)) as server,
+        fake_server(baseline="none", beta=0.5) as server,
         httpx.Client(base_url=server.url) as http,
     ):
         data = post(http, {"items": [{"prompt_token_ids": [1], "completion_token_ids": [4, 5]}]})

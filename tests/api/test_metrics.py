@@ -9,9 +9,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.fakes import fake_factory
-from service.api.app import create_app
-
 URL = "/v1/token_rewards"
 
 
@@ -31,11 +28,9 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def client(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[httpx.Client]:
-    _, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(max_items_per_request=4)
+def client(fake_server: Callable[..., Any]) -> Iterator[httpx.Client]:
     with (
-        thread_server(create_app(settings, engine_factory=factory)) as server,
+        fake_server(max_items_per_request=4) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         yield http

@@ -8,15 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.fakes import fake_factory
-from service.api.app import create_app
-
 
 @pytest.fixture(scope="module")
-def client(settings_for: Callable[..., Any], thread_server: Any) -> Iterator[httpx.Client]:
-    _, factory = fake_factory(vocab_size=100_000)
+def client(fake_server: Callable[..., Any]) -> Iterator[httpx.Client]:
     with (
-        thread_server(create_app(settings_for(api_keys=["k"]), engine_factory=factory)) as server,
+        fake_server(api_keys=["k"]) as server,
         httpx.Client(base_url=server.url, headers={"authorization": "Bearer k"}) as http,
     ):
         yield http

@@ -20,17 +20,16 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from dense_reward_client import encoding
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from harness.fakes import fake_factory
-from service.api.app import create_app
-from service.errors import NonFiniteLogprob
-from service.rewards import encoding, steps
-from service.rewards.groups import group_scores, group_stats
-from service.rewards.maths import check_finite, sequence_rewards, token_rewards
-from service.sequence import ScoreInput
+from dense_reward_server.errors import NonFiniteLogprob
+from dense_reward_server.rewards import steps
+from dense_reward_server.rewards.groups import group_scores, group_stats
+from dense_reward_server.rewards.maths import check_finite, sequence_rewards, token_rewards
+from dense_reward_server.sequence import ScoreInput
 
 FAST = settings(max_examples=150, derandomize=True, database=None, deadline=None)
 HTTP = settings(
@@ -361,16 +360,12 @@ MAX_ITEMS = 8
 
 
 @pytest.fixture(scope="module")
-def fuzz_api(
-    settings_for: Callable[..., Any], thread_server: Any
-) -> Iterator[tuple[httpx.Client, Any]]:
-    pair, factory = fake_factory(vocab_size=VOCAB)
-    settings = settings_for(max_items_per_request=MAX_ITEMS, max_model_len=256)
+def fuzz_api(fake_server: Callable[..., Any]) -> Iterator[tuple[httpx.Client, Any]]:
     with (
-        thread_server(create_app(settings, engine_factory=factory)) as server,
+        fake_server(vocab_size=VOCAB, max_items_per_request=MAX_ITEMS, max_model_len=256) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
-        yield client, pair
+        yield client, server.pair
 
 
 # Text without lone surrogates: those are a known 500 (test_lone_surrogates_are_client_errors).

@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 from schemathesis.checks import CheckContext
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from harness.fakes import fake_factory
+from dense_reward_server.api.app import create_app
+from dense_reward_server.config import Settings
+from dense_reward_server.core.lifecycle import Lifecycle
 from harness.paths import ROOT
-from service.api.app import create_app
-from service.config import Settings
 
 REPORT = ROOT / "results" / "schemathesis.json"
 MAX_EXAMPLES = 150
@@ -50,14 +50,10 @@ STARTED = time.monotonic()
 
 
 @pytest.fixture(scope="module", params=["model", "none"])
-def server_url(
-    request: pytest.FixtureRequest, settings_for: Callable[..., Any], thread_server: Any
-) -> Iterator[str]:
+def server_url(request: pytest.FixtureRequest, fake_server: Callable[..., Any]) -> Iterator[str]:
     """A server with a base model, then one without (DRS_BASELINE=none: `base` is null)."""
-    baseline = request.param
-    _, factory = fake_factory(vocab_size=1024, baseline=baseline == "model")
-    settings = settings_for(max_items_per_request=8, max_model_len=256, baseline=baseline)
-    with thread_server(create_app(settings, engine_factory=factory)) as server:
+    settings = {"max_items_per_request": 8, "max_model_len": 256, "baseline": request.param}
+    with fake_server(vocab_size=1024, **settings) as server:
         yield server.url
     write_report()
 
@@ -92,7 +88,7 @@ def write_report() -> None:
 
 def app_spec() -> dict[str, Any]:
     # Model paths are only read by the lifespan, which this app never runs.
-    return create_app(Settings(backend="transformers")).openapi()
+    return create_app(Lifecycle(Settings(backend="transformers"))).openapi()
 
 
 SPEC = app_spec()

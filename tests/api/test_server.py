@@ -7,7 +7,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,11 @@ import numpy as np
 import psutil
 import pytest
 
+from dense_reward_server.engines.base import EnginePair
+from dense_reward_server.sequence import ScoreInput
 from harness.paths import pair_settings
 from harness.probes import ready_code, wait_until
 from harness.servers import ServiceProcess
-from service.engines.factory import load_engine_pair
-from service.sequence import ScoreInput
 
 URL = "/v1/token_rewards"
 
@@ -44,7 +43,7 @@ def inflight_requests(url: str) -> float:
 
 
 def test_sigterm_drains_accepted_requests_then_exits_0(
-    demo_dir: Path, settings_for: Callable[..., Any]
+    demo_dir: Path, reference: EnginePair
 ) -> None:
     server = ServiceProcess(
         backend="transformers",
@@ -74,7 +73,6 @@ def test_sigterm_drains_accepted_requests_then_exits_0(
     assert server.proc.wait(timeout=120) == 0
     server.stop()
     # Every accepted request got a complete and correct answer.
-    reference = load_engine_pair(settings_for(backend="transformers")).pair
     for k, body in enumerate(bodies):
         assert answers[k].status_code == 200, answers[k].text
         results = answers[k].json()["results"]
@@ -86,7 +84,6 @@ def test_sigterm_drains_accepted_requests_then_exits_0(
         assert expected.base is not None
         for result, sft, base in zip(results, expected.sft, expected.base, strict=True):
             assert np.max(np.abs(np.float32(result["rewards"]) - (sft - base))) <= 1e-5
-    asyncio.run(reference.shutdown())
 
 
 @pytest.mark.vllm

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, FilePayload, Page, sync_playwright
 
-from service.api.app import create_app
+from harness.servers import ThreadServer
 
 CHROMIUM = os.environ.get("DRS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -47,9 +47,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def server(thread_server: Callable[..., Any], settings_for: Callable[..., Any]) -> Iterator[Any]:
-    with thread_server(create_app(settings_for(backend="transformers"))) as live:
-        yield live
+def url(demo_url: str) -> str:
+    """The session's demo-pair server (transformers engine): no second load of the pair."""
+    return demo_url
 
 
 @pytest.fixture()
@@ -113,8 +113,8 @@ def stat(page: Page, index: int, field: str) -> tuple[float, float]:
     return float(cell.get_attribute("data-value") or "nan"), number(cell.inner_text().split()[0])
 
 
-def test_heatmap_comparison_matches_the_api(page: Page, server: Any, tmp_path: Path) -> None:
-    page.goto(f"{server.url}/ui")
+def test_heatmap_comparison_matches_the_api(page: Page, url: str, tmp_path: Path) -> None:
+    page.goto(f"{url}/ui")
     assert page.url.endswith("/ui/")
     fill_form(page, [EXPERT, CORRUPTED])
     sent = score(page)
@@ -127,7 +127,7 @@ def test_heatmap_comparison_matches_the_api(page: Page, server: Any, tmp_path: P
         "append_eos": True,
         "include": ["tokens", "offsets", "logprobs"],
     }
-    api = httpx.post(f"{server.url}/v1/token_rewards", json=sent, timeout=60).json()
+    api = httpx.post(f"{url}/v1/token_rewards", json=sent, timeout=60).json()
     results = api["results"][0]["completions"]
     assert results[0]["total_reward"] > results[1]["total_reward"]
 
@@ -195,15 +195,15 @@ def test_heatmap_comparison_matches_the_api(page: Page, server: Any, tmp_path: P
     assert json.loads(saved.read_text(encoding="utf-8")) == api
 
 
-def test_steps_and_visible_newlines(page: Page, server: Any) -> None:
+def test_steps_and_visible_newlines(page: Page, url: str) -> None:
     completion = "3 7\n19 42"
-    page.goto(f"{server.url}/ui/")
+    page.goto(f"{url}/ui/")
     fill_form(page, [completion], delimiter="\\n")
     sent = score(page)
     page.wait_for_selector('.panel[data-completion="0"] .tok', timeout=WAIT_MS)
     assert sent["steps"] == {"delimiter": "\n"}
     assert sent["items"][0]["completion"] == completion
-    result = httpx.post(f"{server.url}/v1/token_rewards", json=sent, timeout=60).json()
+    result = httpx.post(f"{url}/v1/token_rewards", json=sent, timeout=60).json()
     result = result["results"][0]
 
     assert page.locator(".panel").count() == 1
@@ -217,9 +217,9 @@ def test_steps_and_visible_newlines(page: Page, server: Any) -> None:
         assert abs(float(rows.nth(k).get_attribute("data-value") or "nan") - step["reward"]) < 1e-9
 
 
-def test_api_errors_and_keys(page: Page, thread_server: Any, settings_for: Any) -> None:
+def test_api_errors_and_keys(page: Page, settings_for: Any) -> None:
     settings = settings_for(backend="transformers", api_keys=[KEY])
-    with thread_server(create_app(settings)) as keyed:
+    with ThreadServer(settings) as keyed:
         page.goto(f"{keyed.url}/ui")  # the page itself needs no key
         fill_form(page, [EXPERT, CORRUPTED], key="wrong-key")
         score(page)
@@ -248,14 +248,14 @@ def test_api_errors_and_keys(page: Page, thread_server: Any, settings_for: Any) 
         assert error.locator('[data-field="message"]').inner_text()
 
 
-def test_loading_a_pair_file_fills_the_form(page: Page, server: Any) -> None:
+def test_loading_a_pair_file_fills_the_form(page: Page, url: str) -> None:
     pair = {
         "messages": [{"role": "user", "content": PROMPT}],
         "chosen": EXPERT,
         "rejected": CORRUPTED,
         "kind": "swap",
     }
-    page.goto(f"{server.url}/ui/")
+    page.goto(f"{url}/ui/")
     page.uncheck("#chat")
     page.set_input_files(
         "#load-file",

@@ -10,22 +10,18 @@ import httpx
 import numpy as np
 import pytest
 
+from dense_reward_server import metrics
+from dense_reward_server.core.lifecycle import Lifecycle
+from dense_reward_server.errors import NotReady, StartupError
 from harness.fakes import fake_factory
 from harness.probes import ready_code, wait_until
-from service import metrics
-from service.api.app import create_app
-from service.core.lifecycle import Lifecycle
-from service.errors import NotReady, StartupError
 
 URL = "/v1/token_rewards"
 
 
-def test_canary_catches_a_changed_model(
-    settings_for: Callable[..., Any], thread_server: Any
-) -> None:
-    pair, factory = fake_factory(vocab_size=100_000)
-    settings = settings_for(health_interval_s=0.1, canary_interval_s=0.2)
-    with thread_server(create_app(settings, engine_factory=factory)) as server:
+def test_canary_catches_a_changed_model(fake_server: Callable[..., Any]) -> None:
+    with fake_server(health_interval_s=0.1, canary_interval_s=0.2) as server:
+        pair = server.pair
         assert ready_code(server.url) == (200, None)
         pair.sft.salt = 4  # the "model" now answers differently: a swapped model
         wait_until(lambda: ready_code(server.url) == (503, "canary_failed"), 5)
@@ -38,18 +34,15 @@ def test_canary_catches_a_changed_model(
 
 
 def test_dead_engine_turns_ready_503_and_stops_the_process(
-    settings_for: Callable[..., Any], thread_server: Any
+    fake_server: Callable[..., Any],
 ) -> None:
-    pair, factory = fake_factory(vocab_size=100_000)
-    app = create_app(settings_for(health_interval_s=0.2), engine_factory=factory)
-    reasons: list[str] = []
-    app.state.lifecycle.on_fatal = reasons.append
-    with thread_server(app) as server:
-        pair.base.alive = False
+    with fake_server(health_interval_s=0.2) as server:
+        server.pair.base.alive = False
         elapsed = wait_until(lambda: ready_code(server.url) == (503, "engine_unavailable"), 5)
         assert elapsed < 5
-        wait_until(lambda: bool(reasons), 5)
-        assert "base engine is not running" in reasons[0]
+        lifecycle = server.server.lifecycle  # what the server runner watches (exit 1)
+        wait_until(lambda: lifecycle.failure is not None, 5)
+        assert "base engine is not running" in lifecycle.failure
 
 
 # The lifecycle alone, without HTTP: what /ready and the ready gauge say in each phase.
@@ -103,7 +96,7 @@ def test_failed_start_releases_the_engines_and_raises_one_reason(
     pair, factory = fake_factory(vocab_size=100_000)
     shut: list[str] = []
 
-    async def shutdown() -> None:
+    def shutdown() -> None:
         shut.append("pair")
 
     pair.shutdown = shutdown  # type: ignore[method-assign]

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from dense_reward_server.core.runtime import load_runtime
+from dense_reward_server.errors import StartupError
 from harness.fakes import fake_factory
 from harness.models import swapped_tokens_copy
 from harness.servers import serve_command
-from service.core.runtime import load_runtime
-from service.errors import StartupError
 
 
 def test_different_vocabularies_refuse_to_start(

@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from service.engines.hf_engine import HFScoringEngine, plan_microbatches
-from service.sequence import ScoreInput
+from dense_reward_server.engines.hf_engine import HFScoringEngine, plan_microbatches
+from dense_reward_server.sequence import ScoreInput
 
 
 def reference_logprobs(model: torch.nn.Module, item: ScoreInput) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_padded_batches_equal_single_unpadded_forwards(demo_dir: Path) -> None:
     for item, values in zip(batch, got, strict=True):
         assert values.dtype == np.float32
         assert np.max(np.abs(values - reference_logprobs(model, item))) <= 1e-5
-    asyncio.run(engine.shutdown())
+    engine.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -89,4 +89,4 @@ def test_shared_prompts_are_computed_once_and_equal_single_forwards(demo_dir: Pa
     # rows (the group's completions on copies of its cache, the other items whole).
     assert [shape for shape in shapes if shape[1] >= 130] == [(1, 130)]
     assert len(shapes) >= 3  # the budget split the group's completions
-    asyncio.run(engine.shutdown())
+    engine.shutdown()

@@ -12,8 +12,8 @@ from typing import Any
 import psutil
 import pytest
 
-from service.config import Settings
-from service.engines.options import engine_gpus, vllm_options
+from dense_reward_server.config import Settings
+from dense_reward_server.engines.options import engine_gpus, vllm_options
 
 
 def options(visible: list[str], **settings: Any) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
+from dense_reward_server.engines.base import EnginePair
+from dense_reward_server.sequence import ScoreInput
 from harness.workloads import request_body
-from service.engines.base import EnginePair
-from service.sequence import ScoreInput
 
 pytestmark = pytest.mark.vllm
 

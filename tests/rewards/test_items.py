@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import AutoTokenizer
 
-from service.api.schemas import RewardItem
-from service.errors import InvalidRequest, PayloadTooLarge
-from service.rewards.items import Limits, prepare_items
-from service.rewards.tokenization import RewardTokenizer
+from dense_reward_server.api.schemas import RewardItem
+from dense_reward_server.errors import InvalidRequest, PayloadTooLarge
+from dense_reward_server.rewards.items import Limits, prepare_items
+from dense_reward_server.rewards.tokenization import RewardTokenizer
 
 LIMITS = Limits(max_model_len=64, max_tokens_per_request=200)
-
-
-@pytest.fixture(scope="module")
-def tok(demo_dir: Path) -> RewardTokenizer:
-    hf = AutoTokenizer.from_pretrained(str(demo_dir / "sft"))
-    return RewardTokenizer(hf, len(hf))
 
 
 def prep(tok: RewardTokenizer, *items: dict[str, Any], append_eos: bool = False) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.errors import NonFiniteLogprob
-from service.rewards.maths import check_finite, discounted_returns, sequence_rewards
+from dense_reward_server.errors import NonFiniteLogprob
+from dense_reward_server.rewards.maths import check_finite, discounted_returns, sequence_rewards
 
 SFT = np.array([-0.5, -1.0, -0.25], dtype=np.float32)
 BASE = np.array([-1.5, -0.75, -2.25], dtype=np.float32)

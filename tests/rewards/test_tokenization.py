@@ -6,15 +6,10 @@ import itertools
 from pathlib import Path
 
 import pytest
+from dense_reward_client.fingerprint import tokenizer_fingerprint
 from transformers import AutoTokenizer
 
-from service.rewards.tokenization import RewardTokenizer, tokenizer_fingerprint
-
-
-@pytest.fixture(scope="module")
-def tok(demo_dir: Path) -> RewardTokenizer:
-    hf = AutoTokenizer.from_pretrained(str(demo_dir / "sft"))
-    return RewardTokenizer(hf, len(hf))
+from dense_reward_server.rewards.tokenization import RewardTokenizer
 
 
 def test_prompt_gets_bos_once_and_completion_gets_no_special_tokens(tok: RewardTokenizer) -> None:

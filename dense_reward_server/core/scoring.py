@@ -1,0 +1,197 @@
+"""The token-rewards operation: check, tokenize, admit, score under both models, combine.
+
+No web framework here: the HTTP layer turns its request model into a `ScoreRequest`
+(`dense_reward_server.core.request`) and sends the answer's `Scored.body()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from dense_reward_server import metrics
+from dense_reward_server.core.admission import TokenBudget
+from dense_reward_server.core.request import INCLUDE_OPTIONS, ScoreRequest
+from dense_reward_server.core.results import ScoredItem, ShapeOptions, item_body, score_items
+from dense_reward_server.core.runtime import Runtime
+from dense_reward_server.engines.base import PairLogprobs
+from dense_reward_server.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServerError,
+    ServiceError,
+    TokenizerMismatch,
+)
+from dense_reward_server.rewards.items import Limits, prepare_items
+from dense_reward_server.sequence import ScoreInput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A scored request: typed results, what it cost, and how to show it."""
+
+    items: list[ScoredItem]
+    usage: Usage
+    model: dict[str, Any]
+    shape: ShapeOptions
+    engine_s: float = field(default=0.0)
+
+    def body(self) -> dict[str, Any]:
+        """The response body of POST /v1/token_rewards (arrays as numpy, for orjson)."""
+        return {
+            "object": "token_rewards",
+            "model": self.model,
+            "results": [item_body(item, self.shape) for item in self.items],
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+                "total_tokens": self.usage.total_tokens,
+            },
+        }
+
+
+class ScoringService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.budget = TokenBudget(runtime.settings.max_inflight_tokens)
+        self.limits = Limits(
+            max_model_len=runtime.max_model_len,
+            max_tokens_per_request=runtime.settings.max_tokens_per_request,
+            max_group_size=runtime.settings.max_group_size,
+            max_sequences=runtime.settings.max_items_per_request,
+        )
+        # One tokenizer thread: off the event loop, and never two calls into one Rust
+        # tokenizer at once.
+        self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+
+    @property
+    def has_baseline(self) -> bool:
+        return self.runtime.engines.base is not None
+
+    async def token_rewards(self, request: ScoreRequest, request_id: str) -> Scored:
+        """Score every completion of the request; `Scored.engine_s` is the time spent waiting
+        for both engines (admission to the last log-prob)."""
+        self._check_request(request)
+        prepare = partial(
+            prepare_items,
+            request.items,
+            self.runtime.tokenizer,
+            self.limits,
+            append_eos=request.append_eos,
+        )
+        try:
+            prepared = await asyncio.get_running_loop().run_in_executor(self._tokenize, prepare)
+        except PayloadTooLarge as error:
+            metrics.count_rejection(error.code)
+            raise
+        batch = [s.tokens for p in prepared for s in p.sequences]
+        tokens = sum(item.num_tokens for item in batch)
+        with self.budget.admit(tokens):
+            started = time.perf_counter()
+            logprobs = await self._score(batch, request, request_id)
+            engine_s = time.perf_counter() - started
+        beta = request.beta if request.beta is not None else self.settings.beta
+        include = frozenset(request.include)
+        gamma = request.gamma if "returns" in include else None
+        items = score_items(prepared, logprobs.sft, logprobs.base, beta=beta, gamma=gamma)
+        completion_tokens = sum(len(s.completion_ids) for s in batch)
+        usage = Usage(tokens - completion_tokens, completion_tokens)
+        record_usage(items, usage, self.has_baseline)
+        shape = ShapeOptions(
+            include=include,
+            delimiter=request.delimiter,
+            group_baseline=request.group_baseline,
+            base64=request.base64,
+            token_strings=self.runtime.tokenizer.token_strings,
+        )
+        return Scored(items, usage, self.model_ref(beta), shape, engine_s)
+
+    def _check_request(self, request: ScoreRequest) -> None:
+        fingerprint = self.runtime.tokenizer.fingerprint
+        if request.tokenizer_fingerprint not in (None, fingerprint):
+            raise TokenizerMismatch(
+                f"the request was tokenized for {request.tokenizer_fingerprint}; this server's "
+                f"tokenizer is {fingerprint}",
+                field="tokenizer_fingerprint",
+            )
+        limit = self.settings.max_items_per_request
+        if len(request.items) > limit:
+            metrics.count_rejection("too_many_items")
+            raise PayloadTooLarge(
+                f"the request has {len(request.items)} items; the limit is {limit} "
+                "(DRS_MAX_ITEMS_PER_REQUEST): split it into smaller requests",
+                code="too_many_items",
+                field="items",
+            )
+        unknown = [name for name in request.include if name not in INCLUDE_OPTIONS]
+        if unknown:
+            raise InvalidRequest(
+                f"unknown include entry {unknown[0]!r}; allowed: {', '.join(INCLUDE_OPTIONS)}",
+                code="unknown_include",
+                field="include",
+            )
+
+    async def _score(
+        self, batch: list[ScoreInput], request: ScoreRequest, request_id: str
+    ) -> PairLogprobs:
+        timeout = min(
+            request.timeout_s or self.settings.request_timeout_s,
+            self.settings.max_request_timeout_s,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                # Leaving this block by timeout cancels both engines' work, which aborts it.
+                return await self.runtime.engines.score(batch, request_id)
+        except TimeoutError as error:
+            raise DeadlineExceeded(f"the request did not finish within {timeout:g} s") from error
+        except ServiceError:
+            raise
+        except Exception as error:
+            logger.error("engine error", exc_info=error)
+            raise ServerError("the scoring engine failed", code="engine_error") from error
+
+    def model_ref(self, beta: float) -> dict[str, Any]:
+        return {
+            "sft": self.settings.sft_model,
+            "base": self.settings.base_model if self.has_baseline else None,
+            "beta": beta,
+            "tokenizer_fingerprint": self.runtime.tokenizer.fingerprint,
+        }
+
+    def close(self) -> None:
+        self._tokenize.shutdown(wait=False, cancel_futures=True)
+
+
+def record_usage(items: Sequence[ScoredItem], usage: Usage, has_baseline: bool) -> None:
+    """Throughput and reward-drift metrics of one answered request, from its typed results.
+
+    Masked tokens hold NaN in the rewards, which the histogram leaves out.
+    """
+    sequences = [s for item in items for s in item.sequences]
+    metrics.ITEMS.inc(len(sequences))
+    for model in ("sft", "base") if has_baseline else ("sft",):
+        metrics.TOKENS_SCORED.labels(model=model).inc(usage.total_tokens)
+    metrics.TOKEN_REWARD.observe_many(np.concatenate([s.rewards.rewards for s in sequences]))
+    metrics.SEQUENCE_REWARD.observe_many(np.array([s.rewards.total for s in sequences]))

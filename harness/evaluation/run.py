@@ -1,0 +1,113 @@
+"""Run an evaluation (one scorer) or the baseline ablation (three in-process scorers)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from dense_reward_server.config import Settings
+from harness.evaluation.report import plot, summarize
+from harness.evaluation.scoring import (
+    InProcessScorer,
+    ScoredPair,
+    Scorer,
+    batches,
+    load_pairs,
+    score_batch,
+)
+
+logger = logging.getLogger(__name__)
+
+# The paper's comparison: base model, SFT checkpoint on half the data, and no baseline at all.
+ABLATION = (
+    ("base", "model", "base"),
+    ("sft-half", "model", "sft-half"),
+    ("none (log pi_sft alone)", "none", None),
+)
+
+
+def evaluate(
+    pairs_path: Path,
+    scorer: Scorer,
+    *,
+    batch_size: int = 32,
+    append_eos: bool = True,
+    progress: bool = True,
+    label: str = "eval",
+) -> dict[str, Any]:
+    pairs = load_pairs(pairs_path)
+    scored: list[ScoredPair] = []
+    with tqdm(total=len(pairs), desc=label, unit="pair", disable=not progress) as bar:
+        for chunk in batches(pairs, batch_size):
+            scored += score_batch(scorer, chunk, append_eos)
+            bar.update(len(chunk))
+    report = summarize(scored)
+    report["pairs_file"] = str(pairs_path)
+    report["append_eos"] = append_eos
+    return report
+
+
+def in_process_scorer(settings: Settings) -> InProcessScorer:
+    from dense_reward_server.core.runtime import load_runtime
+    from dense_reward_server.core.scoring import ScoringService
+    from dense_reward_server.engines.factory import load_engine_pair
+
+    return InProcessScorer(ScoringService(load_runtime(settings, load_engine_pair)))
+
+
+def write_report(report: dict[str, Any], out: Path, plot_path: Path | None, title: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    if plot_path is not None:
+        plot(report, plot_path, title)
+
+
+def ablation(
+    pairs_path: Path, demo: Path, out_dir: Path, backend: str, progress: bool = True
+) -> str:
+    """Evaluate each baseline of the demo pair; write one JSON each and a Markdown table."""
+    rows = []
+    for name, baseline, base_dir in ABLATION:
+        settings = Settings(
+            sft_model=str(demo / "sft"),
+            base_model=str(demo / (base_dir or "base")),
+            baseline=baseline,  # type: ignore[arg-type]
+            backend=backend,  # type: ignore[arg-type]
+        )
+        scorer = in_process_scorer(settings)
+        try:
+            report = evaluate(pairs_path, scorer, progress=progress, label=f"baseline {name}")
+        finally:
+            scorer.close()
+        report["baseline"] = name
+        slug = name.split(" ")[0]
+        write_report(report, out_dir / f"eval-{slug}.json", None, name)
+        if slug == "base":
+            write_report(report, out_dir / "eval.json", out_dir / "eval.png", f"baseline: {name}")
+        rows.append((name, report))
+    table = markdown_table(rows)
+    (out_dir / "ablation.md").write_text(table)
+    return table
+
+
+def markdown_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    kinds = sorted(rows[0][1]["by_kind"])
+    header = ["baseline", "accuracy (total)", "95% CI", "accuracy (mean)", "median margin"]
+    lines = ["| " + " | ".join(header + kinds) + " |", "|" + "---|" * (len(header) + len(kinds))]
+    for name, report in rows:
+        total, mean = report["total_reward"], report["mean_reward"]
+        cells = [
+            name,
+            f"{total['accuracy']:.3f}",
+            f"[{total['ci95'][0]:.3f}, {total['ci95'][1]:.3f}]",
+            f"{mean['accuracy']:.3f}",
+            f"{report['margin']['quantiles']['p50']:.2f}",
+        ]
+        cells += [f"{report['by_kind'][k]['total_reward_accuracy']:.3f}" for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    pairs = rows[0][1]["pairs"]
+    return "\n".join(lines) + f"\n\n{pairs} held-out pairs; accuracy of the total reward by kind.\n"

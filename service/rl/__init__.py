@@ -1,1 +1,0 @@
-"""Dense-Path REINFORCE: training a policy on the server's dense rewards."""
