@@ -59,13 +59,13 @@ test: install demo browser tools
 test-fast: install demo browser tools
 	$(PY) -m pytest -m "not vllm"
 
-# promtool (Debian's prometheus package, unpacked into .tools/) for tests/test_deploy.py.
+# promtool (Debian's prometheus package, unpacked into .tools/) for tests/deploy/test_deploy.py.
 tools:
 	scripts/install_tools.sh
 
 # Dockerfiles, k8s overlays, alert rules, dashboard (seconds).
 test-deploy: install tools
-	$(PY) -m pytest tests/test_deploy.py
+	$(PY) -m pytest tests/deploy/test_deploy.py
 
 lint-deploy: install
 	$(VENV)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the external tools the deployment tests need (tests/test_deploy.py) into .tools/.
+# Fetch the external tools the deployment tests need (tests/deploy/test_deploy.py) into .tools/.
 #
 #   scripts/install_tools.sh            # prints the path of promtool; safe to run again
 #
@@ -60,6 +60,6 @@ mv -f "$PROMTOOL.tmp" "$PROMTOOL"
 log "$("$PROMTOOL" --version 2>&1 | head -n 1)"
 
 if ! command -v kubectl >/dev/null; then
-    log "warning: kubectl is not on the PATH; tests/test_deploy.py needs \`kubectl kustomize\`"
+    log "warning: kubectl is not on the PATH; tests/deploy/test_deploy.py needs \`kubectl kustomize\`"
 fi
 echo "$PROMTOOL"

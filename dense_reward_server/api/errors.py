@@ -12,10 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from dense_reward_server import metrics
 from dense_reward_server.errors import (
     InvalidRequest,
     MalformedRequest,
     Overloaded,
+    PayloadTooLarge,
     ServiceError,
     Unauthorized,
 )
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def error_response(error: ServiceError, headers: Mapping[str, str] | None = None) -> Response:
+    """The SPEC error body; every refusal (413, 429) is counted here, and only here."""
+    if isinstance(error, PayloadTooLarge | Overloaded):
+        metrics.count_rejection(error.code)
     body = {
         "error": {
             "code": error.code,
@@ -56,10 +61,12 @@ def from_validation_error(error: RequestValidationError) -> ServiceError:
     message = f"{where or 'body'}: {first.get('msg', 'invalid')}"
     if kind == "missing" and not path:
         return MalformedRequest("the request needs a JSON body", code="missing_body")
-    return InvalidRequest(message, code=_code(kind), index=index, field=field)
+    return InvalidRequest(message, code=_code(kind, field), index=index, field=field)
 
 
-def _code(kind: str) -> str:
+def _code(kind: str, field: str | None) -> str:
+    if kind == "literal_error" and field == "include":
+        return "unknown_include"
     if kind == "missing":
         return "missing_field"
     if kind == "extra_forbidden":

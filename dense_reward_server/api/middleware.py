@@ -148,7 +148,6 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, guarded_send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics.count_rejection("body_too_large")
         error = PayloadTooLarge(
             f"the request body exceeds max_body_bytes={self.max_bytes}", code="body_too_large"
         )

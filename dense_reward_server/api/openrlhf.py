@@ -22,8 +22,10 @@ from dense_reward_server.api.routes import (
     get_service,
     run_scoring,
 )
-from dense_reward_server.api.schemas import Text, TokenRewardsRequest
+from dense_reward_server.api.schemas import Text
+from dense_reward_server.core.request import ScoreRequest
 from dense_reward_server.errors import InvalidRequest
+from dense_reward_server.rewards.items import RenderedItem
 
 router = APIRouter()
 
@@ -35,11 +37,11 @@ class OpenRLHFRequest(BaseModel):
     labels: list[Any] | None = None
 
 
-def split_queries(body: OpenRLHFRequest, bos: str | None) -> list[dict[str, Any]]:
+def split_queries(body: OpenRLHFRequest) -> list[RenderedItem]:
     """Items for the reward service: the response is the query after its prompt.
 
-    OpenRLHF's prompts are rendered text; one that already starts with the BOS text is
-    tokenized as is, so BOS is not doubled.
+    OpenRLHF's prompts are rendered text: one that already starts with the BOS text is
+    tokenized as is (when the service tokenizes), so BOS is not doubled.
     """
     prompts = body.prompts
     if prompts is None or len(prompts) != len(body.query):
@@ -54,11 +56,7 @@ def split_queries(body: OpenRLHFRequest, bos: str | None) -> list[dict[str, Any]
             raise InvalidRequest(
                 "the query does not start with its prompt", index=index, field="query"
             )
-        item: dict[str, Any] = {"completion": query[len(prompt) :]}
-        item["prompt"] = prompt
-        if bos and prompt.startswith(bos):
-            item["prompt_text_has_bos"] = True
-        items.append(item)
+        items.append(RenderedItem(prompt=prompt, completion=query[len(prompt) :]))
     return items
 
 
@@ -66,16 +64,9 @@ def split_queries(body: OpenRLHFRequest, bos: str | None) -> list[dict[str, Any]
 async def get_reward(
     body: OpenRLHFRequest, request: Request, reward: Literal["total", "mean"] = "total"
 ) -> OrjsonResponse:
-    service = get_service(request)
-    tokenizer = service.runtime.tokenizer
-    items = []
-    for item in split_queries(body, tokenizer.hf.bos_token):
-        if item.pop("prompt_text_has_bos", False):
-            ids = tokenizer.hf(item.pop("prompt"), add_special_tokens=False)["input_ids"]
-            item["prompt_token_ids"] = list(ids)
-        items.append(item)
-    scoring = TokenRewardsRequest.model_validate({"items": items, "include": []})
-    scored = await run_scoring(request, service, scoring.to_score_request())
+    scored = await run_scoring(
+        request, get_service(request), ScoreRequest(items=split_queries(body))
+    )
     sequences = [s.rewards for item in scored.items for s in item.sequences]
     totals = [s.total for s in sequences]
     means = [s.mean for s in sequences]

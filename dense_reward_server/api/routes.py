@@ -15,10 +15,12 @@ from dense_reward_server.api.schemas import (
     ErrorResponse,
     ModelCard,
     ModelsResponse,
+    ServerLimits,
     StatusResponse,
     TokenRewardsRequest,
     TokenRewardsResponse,
 )
+from dense_reward_server.api.wire import token_rewards_body
 from dense_reward_server.core.lifecycle import Lifecycle
 from dense_reward_server.core.request import ScoreRequest
 from dense_reward_server.core.scoring import Scored, ScoringService
@@ -115,14 +117,8 @@ async def models(request: Request) -> OrjsonResponse:
             "beta": settings.beta,
             "tokenizer_fingerprint": runtime.tokenizer.fingerprint,
             "max_model_len": runtime.max_model_len,
-            "limits": {
-                "max_items_per_request": settings.max_items_per_request,
-                "max_tokens_per_request": settings.max_tokens_per_request,
-                "max_group_size": settings.max_group_size,
-                "max_inflight_tokens": settings.max_inflight_tokens,
-                "request_timeout_s": settings.request_timeout_s,
-                "max_request_timeout_s": settings.max_request_timeout_s,
-            },
+            # The limits are settings of the same names: the schema lists which.
+            "limits": {name: getattr(settings, name) for name in ServerLimits.model_fields},
         }
     )
 
@@ -137,8 +133,10 @@ async def models(request: Request) -> OrjsonResponse:
     responses=ERROR_RESPONSES,
 )
 async def token_rewards(body: TokenRewardsRequest, request: Request) -> OrjsonResponse:
-    scored = await run_scoring(request, get_service(request), body.to_score_request())
+    service = get_service(request)
+    scored = await run_scoring(request, service, body.to_score_request())
     # Beside x-total-time: what the engines took, so clients see the HTTP + JSON overhead.
     return OrjsonResponse(
-        scored.body(), headers={"x-engine-time": f"{scored.engine_s * 1000:.1f}ms"}
+        token_rewards_body(scored, body.view(), service),
+        headers={"x-engine-time": f"{scored.engine_s * 1000:.1f}ms"},
     )

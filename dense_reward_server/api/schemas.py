@@ -15,9 +15,12 @@ from pydantic import (
     model_validator,
 )
 
-from dense_reward_server.core.request import INCLUDE_OPTIONS, ScoreRequest
+from dense_reward_server.api.wire import View
+from dense_reward_server.core.request import ScoreRequest
 
-DEFAULT_INCLUDE = ["logprobs"]
+# Per-token arrays a result may carry besides the rewards.
+Include = Literal["tokens", "offsets", "logprobs", "returns"]
+DEFAULT_INCLUDE: list[Include] = ["logprobs"]
 
 
 def _unicode_text(value: str) -> str:
@@ -119,9 +122,9 @@ class TokenRewardsRequest(BaseModel):
         1.0, ge=0, le=1, allow_inf_nan=False, description="Discount of `returns`."
     )
     append_eos: bool = Field(False, description="Append (and score) EOS unless already last.")
-    include: list[Text] = Field(
+    include: list[Include] = Field(
         default_factory=lambda: list(DEFAULT_INCLUDE),
-        description=f"Optional per-token arrays: any of {', '.join(INCLUDE_OPTIONS)}.",
+        description="Optional per-token arrays besides the rewards.",
     )
     tokenizer_fingerprint: Text | None = Field(
         None, description="If set and different from the server's: 409."
@@ -140,15 +143,20 @@ class TokenRewardsRequest(BaseModel):
     )
 
     def to_score_request(self) -> ScoreRequest:
-        """The same request for the scoring service (which knows no HTTP schema)."""
+        """What the scoring service needs (it knows no HTTP schema and no display option)."""
         return ScoreRequest(
             items=self.items,
             beta=self.beta,
-            gamma=self.gamma,
+            returns_gamma=self.gamma if "returns" in self.include else None,
             append_eos=self.append_eos,
-            include=tuple(self.include),
             tokenizer_fingerprint=self.tokenizer_fingerprint,
             timeout_s=self.timeout_s,
+        )
+
+    def view(self) -> View:
+        """How the answer shows each result: the display options, read once, here."""
+        return View(
+            include=frozenset(self.include),
             delimiter=self.steps.delimiter if self.steps else None,
             group_baseline=self.group_baseline,
             base64=self.encoding == "base64",

@@ -23,7 +23,6 @@ class TokenBudget:
     @contextmanager
     def admit(self, tokens: int) -> Iterator[None]:
         if self.inflight_tokens + tokens > self.limit:
-            metrics.count_rejection("inflight_tokens_limit")
             raise Overloaded(
                 f"{self.inflight_tokens} tokens are being scored; {tokens} more would pass the "
                 f"limit of {self.limit} (DRS_MAX_INFLIGHT_TOKENS): retry shortly",

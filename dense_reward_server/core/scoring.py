@@ -1,7 +1,8 @@
 """The token-rewards operation: check, tokenize, admit, score under both models, combine.
 
 No web framework here: the HTTP layer turns its request model into a `ScoreRequest`
-(`dense_reward_server.core.request`) and sends the answer's `Scored.body()`.
+(`dense_reward_server.core.request`) and builds the answer from the typed `Scored`
+(`dense_reward_server.api.wire`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import numpy as np
 
 from dense_reward_server import metrics
 from dense_reward_server.core.admission import TokenBudget
-from dense_reward_server.core.request import INCLUDE_OPTIONS, ScoreRequest
-from dense_reward_server.core.results import ScoredItem, ShapeOptions, item_body, score_items
+from dense_reward_server.core.request import ScoreRequest
+from dense_reward_server.core.results import ScoredItem, score_items
 from dense_reward_server.core.runtime import Runtime
 from dense_reward_server.engines.base import PairLogprobs
 from dense_reward_server.errors import (
     DeadlineExceeded,
-    InvalidRequest,
-    PayloadTooLarge,
     ServerError,
     ServiceError,
     TokenizerMismatch,
@@ -49,26 +47,12 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """A scored request: typed results, what it cost, and how to show it."""
+    """A scored request: typed results, the beta they used, and what it cost."""
 
     items: list[ScoredItem]
     usage: Usage
-    model: dict[str, Any]
-    shape: ShapeOptions
+    beta: float
     engine_s: float = field(default=0.0)
-
-    def body(self) -> dict[str, Any]:
-        """The response body of POST /v1/token_rewards (arrays as numpy, for orjson)."""
-        return {
-            "object": "token_rewards",
-            "model": self.model,
-            "results": [item_body(item, self.shape) for item in self.items],
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
-        }
 
 
 class ScoringService:
@@ -101,11 +85,7 @@ class ScoringService:
             self.limits,
             append_eos=request.append_eos,
         )
-        try:
-            prepared = await asyncio.get_running_loop().run_in_executor(self._tokenize, prepare)
-        except PayloadTooLarge as error:
-            metrics.count_rejection(error.code)
-            raise
+        prepared = await asyncio.get_running_loop().run_in_executor(self._tokenize, prepare)
         batch = [s.tokens for p in prepared for s in p.sequences]
         tokens = sum(item.num_tokens for item in batch)
         with self.budget.admit(tokens):
@@ -113,20 +93,12 @@ class ScoringService:
             logprobs = await self._score(batch, request, request_id)
             engine_s = time.perf_counter() - started
         beta = request.beta if request.beta is not None else self.settings.beta
-        include = frozenset(request.include)
-        gamma = request.gamma if "returns" in include else None
+        gamma = request.returns_gamma
         items = score_items(prepared, logprobs.sft, logprobs.base, beta=beta, gamma=gamma)
         completion_tokens = sum(len(s.completion_ids) for s in batch)
         usage = Usage(tokens - completion_tokens, completion_tokens)
         record_usage(items, usage, self.has_baseline)
-        shape = ShapeOptions(
-            include=include,
-            delimiter=request.delimiter,
-            group_baseline=request.group_baseline,
-            base64=request.base64,
-            token_strings=self.runtime.tokenizer.token_strings,
-        )
-        return Scored(items, usage, self.model_ref(beta), shape, engine_s)
+        return Scored(items, usage, beta, engine_s)
 
     def _check_request(self, request: ScoreRequest) -> None:
         fingerprint = self.runtime.tokenizer.fingerprint
@@ -135,22 +107,6 @@ class ScoringService:
                 f"the request was tokenized for {request.tokenizer_fingerprint}; this server's "
                 f"tokenizer is {fingerprint}",
                 field="tokenizer_fingerprint",
-            )
-        limit = self.settings.max_items_per_request
-        if len(request.items) > limit:
-            metrics.count_rejection("too_many_items")
-            raise PayloadTooLarge(
-                f"the request has {len(request.items)} items; the limit is {limit} "
-                "(DRS_MAX_ITEMS_PER_REQUEST): split it into smaller requests",
-                code="too_many_items",
-                field="items",
-            )
-        unknown = [name for name in request.include if name not in INCLUDE_OPTIONS]
-        if unknown:
-            raise InvalidRequest(
-                f"unknown include entry {unknown[0]!r}; allowed: {', '.join(INCLUDE_OPTIONS)}",
-                code="unknown_include",
-                field="include",
             )
 
     async def _score(
@@ -171,14 +127,6 @@ class ScoringService:
         except Exception as error:
             logger.error("engine error", exc_info=error)
             raise ServerError("the scoring engine failed", code="engine_error") from error
-
-    def model_ref(self, beta: float) -> dict[str, Any]:
-        return {
-            "sft": self.settings.sft_model,
-            "base": self.settings.base_model if self.has_baseline else None,
-            "beta": beta,
-            "tokenizer_fingerprint": self.runtime.tokenizer.fingerprint,
-        }
 
     def close(self) -> None:
         self._tokenize.shutdown(wait=False, cancel_futures=True)

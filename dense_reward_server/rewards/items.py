@@ -57,6 +57,22 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedItem:
+    """A prompt as a trainer rendered it (OpenRLHF's queries) and its completion text: the
+    prompt may already hold the BOS text (`RewardTokenizer.encode_prompt(rendered=True)`)."""
+
+    prompt: str
+    completion: str
+    messages: None = None
+    prompt_token_ids: None = None
+    completion_token_ids: None = None
+    completions: None = None
+    mask: None = None
+    step_spans: None = None
+    id: None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TextCompletion:
     """A group member given as a bare string."""
 
@@ -112,8 +128,8 @@ def prepare_items(
     items: Sequence[ItemLike], tokenizer: RewardTokenizer, limits: Limits, *, append_eos: bool
 ) -> list[PreparedItem]:
     """Tokenize and check every item; raise on the first bad one (its index and field)."""
-    prepared = [_prepare(i, item, tokenizer, limits, append_eos) for i, item in enumerate(items)]
-    sequences = sum(len(p.sequences) for p in prepared)
+    # Counted before any tokenizing: a request far over the limit costs nothing.
+    sequences = sum(len(item.completions) if item.completions else 1 for item in items)
     if sequences > limits.max_sequences:
         raise PayloadTooLarge(
             f"the request has {sequences} completions; the limit is {limits.max_sequences} "
@@ -121,6 +137,7 @@ def prepare_items(
             code="too_many_items",
             field="items",
         )
+    prepared = [_prepare(i, item, tokenizer, limits, append_eos) for i, item in enumerate(items)]
     total = sum(s.tokens.num_tokens for p in prepared for s in p.sequences)
     if total > limits.max_tokens_per_request:
         raise PayloadTooLarge(
@@ -203,7 +220,7 @@ def _check_ids(ids: Sequence[int], tokenizer: RewardTokenizer, index: int, name:
 def _prompt_ids(item: ItemLike, tokenizer: RewardTokenizer, index: int) -> list[int]:
     source = _one_of(item, PROMPT_FIELDS, index)
     if source == "prompt":
-        ids = tokenizer.encode_prompt(str(item.prompt))
+        ids = tokenizer.encode_prompt(str(item.prompt), rendered=isinstance(item, RenderedItem))
     elif source == "messages":
         try:
             ids = tokenizer.encode_messages(_as_dicts(item.messages or []))

@@ -44,9 +44,13 @@ class RewardTokenizer:
     def has_chat_template(self) -> bool:
         return bool(self._tok.chat_template)
 
-    def encode_prompt(self, text: str) -> list[int]:
-        """Prompt text with the special tokens the model expects (e.g. BOS)."""
-        return list(self._tok(text, add_special_tokens=True)["input_ids"])
+    def encode_prompt(self, text: str, *, rendered: bool = False) -> list[int]:
+        """Prompt text with the special tokens the model expects (e.g. BOS). A `rendered`
+        prompt (a trainer's own chat rendering) that already starts with the BOS text gets
+        none added, so BOS is not doubled."""
+        bos = self._tok.bos_token
+        special = not (rendered and bos and text.startswith(bos))
+        return list(self._tok(text, add_special_tokens=special)["input_ids"])
 
     def encode_messages(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         """Chat messages through the chat template, with the generation prompt.

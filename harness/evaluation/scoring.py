@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 
 from dense_reward_server.api.schemas import TokenRewardsRequest
+from dense_reward_server.api.wire import token_rewards_body
 from dense_reward_server.errors import InvalidRequest
 
 if TYPE_CHECKING:  # the service loads models: only the in-process scorer needs it
@@ -83,9 +84,10 @@ class InProcessScorer:
         self.loop = asyncio.new_event_loop()
 
     def score(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = TokenRewardsRequest.model_validate(body).to_score_request()
+        parsed = TokenRewardsRequest.model_validate(body)
+        request = parsed.to_score_request()
         scored = self.loop.run_until_complete(self.service.token_rewards(request, "eval"))
-        return scored.body()
+        return token_rewards_body(scored, parsed.view(), self.service)
 
     def close(self) -> None:
         self.service.close()

@@ -33,7 +33,7 @@ from dense_reward_server.config import Settings
 from harness.tools import ToolMissing
 from harness.tools import find_tool as harness_find_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = (ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cpu")
 OVERLAYS = ("gpu", "cpu")
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
