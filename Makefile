@@ -117,14 +117,14 @@ soak: install demo
 	$(PY) -m harness soak --out loadtest/results/soak-$$(date -u +%Y%m%dT%H%M%SZ).json $(SOAK_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check dense_reward_server client harness tests loadtest bench examples
-	$(VENV)/bin/ruff format --check dense_reward_server client harness tests loadtest bench examples
+	$(VENV)/bin/ruff check dense_reward_server client harness tests loadtest examples
+	$(VENV)/bin/ruff format --check dense_reward_server client harness tests loadtest examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 format: install
-	$(VENV)/bin/ruff format dense_reward_server client harness tests loadtest bench
-	$(VENV)/bin/ruff check --fix dense_reward_server client harness tests loadtest bench
+	$(VENV)/bin/ruff format dense_reward_server client harness tests loadtest examples
+	$(VENV)/bin/ruff check --fix dense_reward_server client harness tests loadtest examples
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
