@@ -114,7 +114,7 @@ rl: install demo
 
 # Soak by hand (the test suite runs 45 s of it): SOAK_ARGS="--duration-s 600 --rate 12".
 soak: install demo
-	$(PY) -m harness soak --out loadtest/results/soak-$$(date -u +%Y%m%dT%H%M%SZ).json $(SOAK_ARGS)
+	$(PY) -m harness soak $(SOAK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check dense_reward_server client harness tests loadtest examples

@@ -9,7 +9,8 @@ bound read-only as the root, tmpfs where the image says it writes (/tmp, its HOM
 command run under `chroot --userspec` as the image's user, with the image's environment and
 working directory and nothing of ours but two overrides: loopback host and a free port. It
 checks that /ready turns 200, that one scoring request answers the same rewards as this
-checkout's server, and that SIGTERM drains and exits 0. Reports to docker/build/last-test.json.
+checkout's server, and that SIGTERM drains and exits 0. Reports to
+loadtest/results/image-test-UTC.json.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from harness.paths import DEMO, ROOT, pair_settings
+from harness.bench.environment import run_record
+from harness.paths import DEMO, RESULTS, pair_settings
 from harness.ports import HOST, free_port, loopback_url
 from harness.processes import ManagedProcess
 from harness.servers import ServiceProcess, wait_ready
 
-REPORT = ROOT / "docker" / "build" / "last-test.json"
 REQUEST = {
     "items": [
         {"prompt": "Sort ascending: 42 7 19 3", "completion": " 3 7 19 42"},
@@ -181,6 +183,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--image", default="dense-reward-server:0.1.0-cpu")
     parser.add_argument("--models", type=Path, default=DEMO)
     args = parser.parse_args(argv)
+    started_at = datetime.now(UTC)
     started = time.perf_counter()
     report = serve_image(args.image, args.models.resolve())
     reference = serve_checkout(args.models.resolve())
@@ -190,7 +193,9 @@ def main(argv: list[str]) -> None:
         float(np.max(np.abs(a - b))) for a, b in zip(got, reference, strict=True)
     )
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
-    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    path = RESULTS / f"image-test-{started_at:%Y%m%dT%H%M%SZ}.json"
+    record = {**run_record("python -m harness image", started_at), **report}
+    path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     ok = report["exit_status_after_sigterm"] == 0 and report["max_abs_diff_vs_checkout"] <= 1e-5
     raise SystemExit(0 if ok else 1)

@@ -7,6 +7,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".models" / "demo"
+# Every measurement the repository keeps (benchmarks, soak, image test), each opening with its
+# run record (harness.bench.environment.run_record). The RL experiment's are in docs/rl/.
+RESULTS = ROOT / "loadtest" / "results"
 # Ignored by git (/results/): logs of every process the harness starts, appended per run.
 LOG_DIR = ROOT / "results" / "logs"
 

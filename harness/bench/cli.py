@@ -24,10 +24,8 @@ from harness.bench.options import parse_args
 from harness.bench.report import dumps, plot, ratios, service_overhead
 from harness.bench.sweep import SweepConfig, bench_system, peak, records_of, summarize
 from harness.bench.systems import System
-from harness.paths import ROOT
+from harness.paths import RESULTS
 from harness.workloads import SHAPES, Request, TokenSampler, make_requests
-
-RESULTS = ROOT / "loadtest" / "results"
 
 
 def scoring_vocab(model_dir: Path) -> tuple[list[int], int]:

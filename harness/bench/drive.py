@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness import load
 from harness.bench.clients import Client, make_client
 from harness.workloads import Request
 
@@ -48,18 +49,17 @@ Send = Callable[[Client, Request], Awaitable[Outcome]]
 async def open_loop(
     send: Send, client_kind: str, requests: list[Request], arrivals: np.ndarray, drain_s: float
 ) -> list[Record]:
-    """Sends request i at arrivals[i] whatever happened to earlier ones; waits up to drain_s
-    after the last arrival, then cancels what is left (recorded as status 0)."""
+    """Sends request i at arrivals[i] (`harness.load.open_loop`); what is still running
+    drain_s after the last arrival is cancelled (recorded as status 0)."""
     loop = asyncio.get_running_loop()
-    records: list[Record | None] = [None] * len(arrivals)
     client = make_client(client_kind)
     try:
         t0 = loop.time()
 
-        async def one(i: int) -> None:
+        async def one(i: int) -> Record:
             request = requests[i % len(requests)]
             outcome = await send(client, request)
-            records[i] = Record(
+            return Record(
                 float(arrivals[i]),
                 loop.time() - t0,
                 outcome.status,
@@ -68,17 +68,7 @@ async def open_loop(
                 outcome.engine_ms,
             )
 
-        tasks = []
-        for i, at in enumerate(arrivals):
-            delay = t0 + at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        _, pending = await asyncio.wait(tasks, timeout=drain_s)
-        for task in pending:
-            task.cancel()  # disconnects: both service and vLLM abort the work
-        await asyncio.gather(*pending, return_exceptions=True)
-        end = loop.time() - t0
+        records, end = await load.open_loop(one, arrivals.tolist(), drain_s)
     finally:
         await client.close()
     return [

@@ -24,7 +24,6 @@ from typing import Any
 
 from harness.bench import environment as env
 from harness.bench.cli import (
-    RESULTS,
     make_system,
     max_abs_diff,
     resolved_device,
@@ -35,6 +34,7 @@ from harness.bench.cli import (
 from harness.bench.environment import log, shown
 from harness.bench.options import parse_args
 from harness.bench.systems import ServiceSystem, System
+from harness.paths import RESULTS
 from harness.workloads import SHAPES, Request, make_requests
 
 SYSTEMS = (

@@ -3,6 +3,7 @@ capacity; each point's figures and the peak (loadtest/README.md, "Figures")."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 from harness.bench.drive import Record
 from harness.bench.environment import log
 from harness.bench.systems import System
+from harness.load import latency_summary, poisson_arrivals
 from harness.workloads import SHAPES, Request
 
 
@@ -28,11 +30,6 @@ class SweepConfig:
     calib_concurrency: int
 
 
-def poisson_arrivals(rate: float, n: int, seed: int) -> np.ndarray:
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n)
-    return np.concatenate([[0.0], np.cumsum(gaps[:-1])])
-
-
 def rate_between(times: list[float], fallback: float) -> float:
     """Events per second between the first and the last event: (n - 1) / span."""
     if len(times) < 2 or max(times) <= min(times):
@@ -42,7 +39,7 @@ def rate_between(times: list[float], fallback: float) -> float:
 
 def summarize(records: list[Record], offered_rps: float, load: float) -> dict[str, Any]:
     ok = [r for r in records if r.status == 200]
-    lat = np.asarray([r.latency for r in ok]) if ok else np.asarray([np.nan])
+    lat = latency_summary([r.latency for r in ok])
     server = [r.server_ms for r in ok if r.server_ms is not None]
     engine = [r.engine_ms for r in ok if r.engine_ms is not None]
     # Offered and achieved are measured the same way, arrivals vs completions, first to last:
@@ -62,10 +59,8 @@ def summarize(records: list[Record], offered_rps: float, load: float) -> dict[st
         "timeouts": sum(r.status == 0 for r in records),
         "achieved_rps": achieved,
         "scored_tokens_per_s": achieved * mean_tokens,
-        "latency_p50_s": float(np.percentile(lat, 50)),
-        "latency_p90_s": float(np.percentile(lat, 90)),
-        "latency_p99_s": float(np.percentile(lat, 99)),
-        "latency_mean_s": float(lat.mean()),
+        # NaN when nothing was answered (the point is then not sustained).
+        **{f"latency_{name}_s": math.nan if v is None else v for name, v in lat.items()},
         "duration_s": max(r.finish for r in records) - min(r.arrival for r in records),
     }
     if server:

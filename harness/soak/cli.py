@@ -18,9 +18,11 @@ The server's log: results/logs/soak-server.log.
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.paths import DEMO
+from harness.bench.environment import run_record
+from harness.paths import DEMO, RESULTS
 from harness.soak.run import run
 
 
@@ -34,12 +36,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rate", type=float, default=8.0, help="offered requests per second")
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="JSON report path")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON report (default: loadtest/results/soak-UTC)"
+    )
     args = parser.parse_args(argv)
-    report = run(args)
+    started = datetime.now(UTC)
+    report = {**run_record("python -m harness soak", started), **run(args)}
     text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    out = args.out or RESULTS / f"soak-{started:%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
     print(text)
     sys.exit(0 if report["failed"] == 0 and report["mismatched"] == 0 else 1)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
-import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import numpy as np
 import psutil
 
 from dense_reward_server.sequence import ScoreInput
+from harness import load
 from harness.paths import pair_settings
 from harness.servers import ServiceProcess, pooled_limits, vocab_size
 from harness.soak.mix import LIMITS, MIX, Body, Mix, expected_status
@@ -96,19 +95,15 @@ async def drive(
 ) -> tuple[dict[str, Any], list[Outcome]]:
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=pooled_limits()) as client:
         mix = Mix(vocab_size((await client.get("/v1/models")).json()), seed)
-        arrivals = random.Random(seed + 1)
         stop = asyncio.Event()
         sampler = RssSampler(pid) if pid is not None else None
         sampling = asyncio.create_task(sampler.run(stop)) if sampler else None
-        tasks: list[asyncio.Task[Outcome]] = []
-        start = time.perf_counter()
-        next_at = start
-        while next_at - start < duration_s:
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            tasks.append(asyncio.create_task(send(client, *mix.draw())))
-            next_at += arrivals.expovariate(rate)  # open loop: never waits for answers
-        outcomes = await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+        arrivals = load.poisson_arrivals_within(rate, duration_s, seed + 1)
+        # Each request is drawn when it is sent: the mix's order is the arrivals' order.
+        results, elapsed = await load.open_loop(
+            lambda _: send(client, *mix.draw()), arrivals.tolist(), drain_s=None
+        )
+        outcomes = [outcome for outcome in results if outcome is not None]
         stop.set()
         if sampling:
             await sampling
@@ -162,10 +157,7 @@ def summarize(
         "by_kind": {
             kind: {str(k): v for k, v in sorted(c.items())} for kind, c in statuses.items()
         },
-        "answered_latency_s": {
-            "p50": round(statistics.median(latencies), 3) if latencies else None,
-            "p99": round(latencies[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
-        },
+        "answered_latency_s": load.latency_summary(latencies),
     }
 
 
