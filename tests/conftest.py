@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from dense_reward_server.config import Settings
@@ -23,6 +24,13 @@ from harness.paths import DEMO, pair_settings
 from harness.servers import ServiceProcess, ThreadServer
 
 DEMO_DIR = Path(os.environ.get("DRS_TEST_DEMO_DIR", DEMO))
+
+# Every property test: bounded, the same cases on every run (CI stays reproducible on a shared
+# CPU), no example database (nothing written into the work tree). A test may ask for more.
+hypothesis.settings.register_profile(
+    "repo", max_examples=150, derandomize=True, database=None, deadline=None
+)
+hypothesis.settings.load_profile("repo")
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m harness rl", description=__doc__)
     parser.add_argument("--demo", type=Path, default=DEMO)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rl")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="only re-render this results.json's table, plot"
+    )
     parser.add_argument("--arms", nargs="+", default=[a.name for a in ARMS], choices=list(LABELS))
     parser.add_argument("--seeds", type=positive, default=3)
     parser.add_argument("--steps", type=positive, default=DPRConfig.steps)
@@ -169,13 +172,15 @@ def run_all(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.report is not None:
+        return rerender(args.report)
     started = datetime.now(UTC)
     clock = time.perf_counter()
     held = heldout_prompts(args.demo / "heldout_pairs.jsonl")
     arms = [arm for arm in ARMS if arm.name in args.arms]
     runs = run_all(arms, args, held)
     result = {
-        **run_record("rl", started),
+        **run_record("python -m harness rl", started),
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "arms": {arm.name: arm.label for arm in arms},
         "summary": summarize(runs),
@@ -197,8 +202,9 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     print(f"{result['wall_s']:.0f} s; wrote {out}/results.json, table.md, rl.png")
 
 
-def rerender(results: Path) -> None:
+def rerender(results: Path) -> dict[str, Any]:
     """The table and plot again from a results.json (after a change to the report only)."""
-    result = json.loads(results.read_text())
+    result: dict[str, Any] = json.loads(results.read_text())
     result["summary"] = summarize(result["runs"])
     write_outputs(result, results.parent)
+    return result

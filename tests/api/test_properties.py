@@ -1,6 +1,6 @@
 """Property tests (hypothesis) of the request schema: generated JSON-ish bodies posted over
-loopback to a fake-engine server. Bounded `max_examples`, `derandomize=True`, no example
-database. (The maths' properties: tests/rewards/test_properties.py.)"""
+loopback to a fake-engine server, under the repository's profile (tests/conftest.py). The
+maths' properties: tests/rewards/test_properties.py."""
 
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ from hypothesis import strategies as st
 
 from dense_reward_server.sequence import ScoreInput
 
-FAST = settings(max_examples=150, derandomize=True, database=None, deadline=None)
+# Posts over loopback: slower cases, and one server fixture shared by all of them.
 HTTP = settings(
     max_examples=200,
-    derandomize=True,
-    database=None,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

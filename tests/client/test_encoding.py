@@ -9,24 +9,14 @@ import json
 import numpy as np
 import orjson
 from dense_reward_client import encoding
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-FAST = settings(max_examples=150, derandomize=True, database=None, deadline=None)
-HTTP = settings(
-    max_examples=200,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 # ---------------------------------------------------------------------------------------------
 # Compact arrays
 
 
-@FAST
 @given(arrays(np.float32, st.integers(0, 64), elements=st.floats(width=32)))
 def test_base64_floats_round_trip_bit_for_bit(values: np.ndarray) -> None:
     text = encoding.encode_floats(values)
@@ -38,20 +28,17 @@ def test_base64_floats_round_trip_bit_for_bit(values: np.ndarray) -> None:
     assert np.frombuffer(base64.b64decode(text), dtype="<f4").tobytes() == decoded.tobytes()
 
 
-@FAST
 @given(st.lists(st.integers(-(2**31), 2**31 - 1), max_size=64))
 def test_base64_ints_round_trip(values: list[int]) -> None:
     assert encoding.decode_ints(encoding.encode_ints(values)).tolist() == values
 
 
-@FAST
 @given(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1)), max_size=32))
 def test_base64_offsets_flatten_as_start_end_pairs(pairs: list[tuple[int, int]]) -> None:
     decoded = encoding.decode_ints(encoding.encode_ints(pairs)).reshape(-1, 2)
     assert [tuple(p) for p in decoded.tolist()] == pairs
 
 
-@FAST
 @given(arrays(np.float32, st.integers(0, 64), elements=st.floats(width=32, allow_nan=False)))
 def test_json_and_base64_forms_decode_to_the_same_bits(values: np.ndarray) -> None:
     # The JSON form (orjson, as the service serializes) prints float32 in shortest exact form.

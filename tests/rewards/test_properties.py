@@ -1,6 +1,6 @@
 """Property tests (hypothesis) of the reward maths, group scores and steps: pure functions,
-generated inputs. Every test has a bounded `max_examples` and `derandomize=True` (the same cases
-on every run) and no example database (nothing written into the work tree)."""
+generated inputs, under the repository's profile (tests/conftest.py: bounded, the same cases on
+every run, no example database)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -17,15 +17,6 @@ from dense_reward_server.errors import NonFiniteLogprob
 from dense_reward_server.rewards import steps
 from dense_reward_server.rewards.groups import group_scores, group_stats
 from dense_reward_server.rewards.maths import check_finite, sequence_rewards, token_rewards
-
-FAST = settings(max_examples=150, derandomize=True, database=None, deadline=None)
-HTTP = settings(
-    max_examples=200,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 # Log-probs as engines give them: float32, <= 0, bounded (a real vocabulary of 1e6 gives ~-14
 # on average; -100 leaves room for confident mistakes).
@@ -47,7 +38,6 @@ def scored_sequence(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray
 # Reward maths
 
 
-@FAST
 @given(scored_sequence(), BETA)
 def test_rewards_are_beta_times_logprob_difference_in_float32(
     seq: tuple[np.ndarray, np.ndarray, np.ndarray | None], beta: float
@@ -67,7 +57,6 @@ def test_rewards_are_beta_times_logprob_difference_in_float32(
     np.testing.assert_array_equal(token_rewards(sft, base, beta), np.asarray(expected))
 
 
-@FAST
 @given(scored_sequence(), BETA)
 def test_total_is_the_sum_of_unmasked_rewards_and_mean_is_total_over_scored(
     seq: tuple[np.ndarray, np.ndarray, np.ndarray | None], beta: float
@@ -87,7 +76,6 @@ def test_total_is_the_sum_of_unmasked_rewards_and_mean_is_total_over_scored(
     assert math.isfinite(result.total)
 
 
-@FAST
 @given(scored_sequence(), BETA, GAMMA)
 def test_returns_satisfy_the_discounted_recursion(
     seq: tuple[np.ndarray, np.ndarray, np.ndarray | None], beta: float, gamma: float
@@ -113,7 +101,6 @@ def test_returns_satisfy_the_discounted_recursion(
             assert abs(result.returns[t] - (acting[t] + gamma * following)) <= tol
 
 
-@FAST
 @given(scored_sequence(), BETA)
 def test_no_gamma_means_no_returns(
     seq: tuple[np.ndarray, np.ndarray, np.ndarray | None], beta: float
@@ -122,7 +109,6 @@ def test_no_gamma_means_no_returns(
     assert sequence_rewards(sft, base, beta=beta, mask=mask).returns is None
 
 
-@FAST
 @given(
     arrays(np.float32, st.integers(1, 20), elements=LOGPROB),
     st.sampled_from([np.nan, np.inf, -np.inf]),
@@ -145,7 +131,6 @@ def test_a_non_finite_logprob_is_an_engine_fault_at_its_position(
 TOTAL = st.floats(-1e4, 1e4, allow_nan=False)
 
 
-@FAST
 @given(st.lists(TOTAL, min_size=1, max_size=64))
 def test_mean_scores_are_totals_minus_their_mean_and_sum_to_zero(totals: list[float]) -> None:
     values = np.asarray(totals, dtype=np.float64)
@@ -158,7 +143,6 @@ def test_mean_scores_are_totals_minus_their_mean_and_sum_to_zero(totals: list[fl
     assert abs(math.fsum(s for s in scores if s is not None)) <= 1e-9 * scale
 
 
-@FAST
 @given(st.lists(TOTAL, min_size=1, max_size=64))
 def test_leave_one_out_scores(totals: list[float]) -> None:
     values = np.asarray(totals, dtype=np.float64)
@@ -179,7 +163,6 @@ def test_leave_one_out_scores(totals: list[float]) -> None:
     assert abs(math.fsum(s for s in scores if s is not None)) <= 1e-9 * scale
 
 
-@FAST
 @given(st.lists(TOTAL, min_size=1, max_size=64))
 def test_group_stats_are_mean_and_population_std(totals: list[float]) -> None:
     stats = group_stats(np.asarray(totals, dtype=np.float64))
@@ -199,7 +182,6 @@ STEP_TEXT = st.text(alphabet="ab\n", max_size=40)
 DELIMITER = st.text(alphabet="ab\n", min_size=1, max_size=3)
 
 
-@FAST
 @given(STEP_TEXT, DELIMITER)
 @example("a\n\nb\n\n", "\n\n")
 @example("aaa", "aa")
@@ -255,7 +237,6 @@ def check_token_steps(
                 assert lo <= start < hi, f"token {t} starts outside its step {k}"
 
 
-@FAST
 @given(tokenized_text(), DELIMITER)
 def test_tokens_per_step_tile_all_tokens_by_their_first_character(
     tokens: tuple[str, list[tuple[int, int]]], delimiter: str
@@ -274,7 +255,6 @@ def test_tokens_per_step_with_zero_width_tokens_inside_the_text() -> None:
     assert steps.tokens_per_step(offsets, char_spans) == [(0, 6), (6, 12), (12, 13)]
 
 
-@FAST
 @given(st.lists(st.text(max_size=5), max_size=30))
 def test_piece_offsets_lay_pieces_end_to_end(pieces: list[str]) -> None:
     offsets = steps.piece_offsets(pieces)
@@ -282,7 +262,6 @@ def test_piece_offsets_lay_pieces_end_to_end(pieces: list[str]) -> None:
     assert [text[a:b] for a, b in offsets] == pieces
 
 
-@FAST
 @given(arrays(np.float32, st.integers(1, 30), elements=st.floats(-5, 5, width=32)), st.data())
 def test_step_rewards_sum_scored_tokens(rewards: np.ndarray, data: st.DataObject) -> None:
     n = len(rewards)
