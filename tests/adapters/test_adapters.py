@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import math
 import os
@@ -49,12 +50,12 @@ def test_trl_refuses_a_policy_with_another_tokenizer(
 
 
 def test_grpo_steps_with_the_real_trl_trainer(demo_url: str, demo_dir: Path) -> None:
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from trl_grpo import train
-    finally:
-        sys.path.pop(0)
-    result = train(demo_url, str(demo_dir / "sft"), steps=2)
+    # The example as a user runs it: a file, not a package (loaded by path).
+    spec = importlib.util.spec_from_file_location("trl_grpo", ROOT / "examples" / "trl_grpo.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.train(demo_url, str(demo_dir / "sft"), steps=2)
     assert result["global_step"] == 2
     rewards = [entry["reward"] for entry in result["log_history"] if "reward" in entry]
     assert len(rewards) == 2 and all(np.isfinite(rewards))

@@ -58,6 +58,6 @@ def test_every_arm_runs_end_to_end(demo_dir: Path, tmp_path: Path) -> None:
     }
     assert returns["logpi-sft"] < 0 < returns["dpr-base"]
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["summary"][0]["arm"] == "sft" and saved["benchmark"] == "rl"
+    assert saved["summary"][0]["arm"] == "sft" and saved["benchmark"] == "python -m harness rl"
     assert (tmp_path / "rl.png").stat().st_size > 10_000
     assert (tmp_path / "table.md").read_text().count("\n") == 2 + len(ARMS)
