@@ -1,7 +1,8 @@
-"""The one harness shared by the tests, the benchmark (`make bench`), the soak and `bench/`.
+"""The repository's tooling, shipped in neither distribution: shared by the tests, the demo,
+the evaluation, the DPR trainer and the measuring tools; one entry, `python -m harness` (cli.py).
 
 Ports, managed server processes and their readiness, the workload shapes and the request
-bodies live here once; `harness.bench` and `harness.soak` are the two load drivers built on
-them (entry points: python -m harness bench, python -m harness soak). Importing this package loads
-nothing heavy: the locust file imports `harness.workloads` in a venv without the project.
+bodies live here once, and one open-loop driver (load.py) serves the benchmark and the soak.
+Importing this package loads nothing heavy: the locust file imports `harness.workloads`
+(stdlib only) in a venv without the project.
 """
