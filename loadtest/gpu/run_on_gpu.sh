@@ -34,7 +34,8 @@ DEFAULT_BENCH_ARGS="--quick --device cuda --dtype bfloat16 --measure-peak"
 BENCH_ARGS=${BENCH_ARGS:-$DEFAULT_BENCH_ARGS}
 STEP=${1:-}
 mkdir -p "$STATE/carry" "$OUT"
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The checkout is not installed there: the server imports from the root, the client from client/.
+export PYTHONPATH="$SITE:$PWD/client${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 
 say() { echo "[run_on_gpu $STEP $(date -u +%H:%M:%S)] $*"; }
