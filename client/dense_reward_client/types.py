@@ -35,4 +35,5 @@ class RewardItem(TypedDict, total=False):
     id: str
 
 
-Include = Literal["logprobs", "tokens", "offsets", "returns"]
+# Per-token arrays a result may carry besides the rewards (the server's schema uses this one).
+Include = Literal["tokens", "offsets", "logprobs", "returns"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from dense_reward_client.types import Include
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,8 +19,6 @@ from pydantic import (
 from dense_reward_server.api.wire import View
 from dense_reward_server.core.request import ScoreRequest
 
-# Per-token arrays a result may carry besides the rewards.
-Include = Literal["tokens", "offsets", "logprobs", "returns"]
 DEFAULT_INCLUDE: list[Include] = ["logprobs"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from dense_reward_client import encoding
+from dense_reward_client.types import Include
 
 from dense_reward_server.core.results import ScoredItem, ScoredSequence
 from dense_reward_server.core.scoring import Scored, ScoringService
@@ -26,7 +27,7 @@ TokenStrings = Callable[[Sequence[int]], list[str]]
 class View:
     """The request's display options: which arrays, steps, group scores, and the encoding."""
 
-    include: frozenset[str]
+    include: frozenset[Include]
     delimiter: str | None
     group_baseline: GroupBaseline | None
     base64: bool

@@ -49,12 +49,13 @@ def roles(settings: Settings) -> list[Role]:
 def load_engine_pair(settings: Settings) -> LoadedPair:
     """Check every model's weights, then start the engines one after the other; if one fails,
     shut down those already started and raise StartupError naming the failed one."""
-    for role in roles(settings):
+    wanted = roles(settings)
+    for role in wanted:
         check_weights(role)
     seconds: dict[str, float] = {}
     engines: list[ScoringEngine] = []
     try:
-        for role in roles(settings):
+        for role in wanted:
             start = time.perf_counter()
             try:
                 engines.append(_start_engine(settings, role))

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from harness.bench.environment import run_record
-from harness.paths import DEMO, ROOT, pair_settings
+from harness.paths import DEMO, RESULTS, pair_settings
 from harness.servers import ServiceProcess, vocab_size
 from harness.workloads import TokenSampler, request_body
 
@@ -76,7 +76,7 @@ def main(argv: list[str]) -> None:
         "workload": vars(args),
         "results": results,
     }
-    out = ROOT / "loadtest" / "results"
+    out = RESULTS
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"one_request-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))

@@ -23,7 +23,7 @@ from dense_reward_server import metrics
 from dense_reward_server.config import Settings
 from dense_reward_server.engines.options import vllm_options
 from harness.bench.environment import run_record
-from harness.paths import DEMO, ROOT
+from harness.paths import DEMO, RESULTS, ROOT
 from harness.workloads import SHAPES, TokenSampler, make_requests
 
 CONCURRENCY = 4
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> None:
             key = f"block{block_size}_{'shared' if sharing else 'unshared'}"
             report["results"][key] = run_engine(block_size, sharing, args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = ROOT / "loadtest" / "results" / f"prefix-blocks-{stamp}.json"
+    out = RESULTS / f"prefix-blocks-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
