@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     max_inflight_tokens: int = Field(
         4_194_304, ge=1, description="Tokens of all admitted requests; beyond it 429 + Retry-After."
     )
+    coalesce_window_ms: float = Field(
+        20.0,
+        ge=0,
+        description="vLLM engine: while the engines are busy, requests arriving within this "
+        "window are scored together as one batch (one-sample traffic shares prompts, engine "
+        "steps stay full); a request at zero load goes at once. The transformers engine scores "
+        "one batch at a time: what arrives meanwhile goes together when it ends.",
+    )
     request_timeout_s: float = Field(
         300.0, gt=0, description="Default deadline of a request; expired work is aborted (504)."
     )

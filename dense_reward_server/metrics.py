@@ -67,6 +67,13 @@ PREFIX_GUARD_FALLBACKS = Counter(
 for _model in ("sft", "base"):  # both series exist from the start, at 0
     PREFIX_CACHED_TOKENS.labels(model=_model)
     PREFIX_GUARD_FALLBACKS.labels(model=_model)
+BATCH_REQUESTS = Histogram(
+    "drs_batch_requests",
+    "Requests scored together in one engine batch (core.coalescer): 1 at low load, more when "
+    "one-sample requests arrive while the engines are busy.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    registry=REGISTRY,
+)
 INFLIGHT_REQUESTS = Gauge(
     "drs_inflight_requests", "Admitted requests not yet answered.", registry=REGISTRY
 )

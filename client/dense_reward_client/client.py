@@ -6,8 +6,10 @@
 
 Results come back in item order however the batch was split: the client sends at most the
 server's `max_items_per_request` completions per request (read from /v1/models), halves a
-request the server refuses as too large (413 `too_many_tokens`), retries 429/503 with
-backoff honouring `Retry-After` (never other 4xx), and decodes base64 arrays to numpy.
+request the server refuses as too large (413 `too_many_tokens`), retries 429/502/503 and
+transport errors with backoff honouring `Retry-After` (never other 4xx), and decodes base64
+arrays to numpy. Every request carries `X-DRS-Prompt-Key` (`routing.py`): behind a balancer
+that hashes it, a prompt's requests reach one replica and share its prefix cache.
 Errors raise `RewardServerError` subclasses carrying the server's code and item index.
 """
 
@@ -22,8 +24,10 @@ from typing import Any
 import httpx
 
 from dense_reward_client.encoding import decode_floats, decode_ints
+from dense_reward_client.routing import routing_headers
 
-RETRY_STATUSES = frozenset({429, 503})
+# 502: a balancer in front of replicas lost one mid-request; scoring is idempotent, so retry.
+RETRY_STATUSES = frozenset({429, 502, 503})
 FLOAT_ARRAYS = ("rewards", "sft_logprobs", "base_logprobs", "returns")
 
 
@@ -234,7 +238,9 @@ class RewardClient(_Base):
         for attempt in range(self.max_retries + 1):
             response = None
             try:
-                response = self.http.post("/v1/token_rewards", json=body)
+                response = self.http.post(
+                    "/v1/token_rewards", json=body, headers=routing_headers(items)
+                )
             except httpx.TransportError:
                 if attempt == self.max_retries:
                     raise
@@ -298,7 +304,9 @@ class AsyncRewardClient(_Base):
         for attempt in range(self.max_retries + 1):
             response = None
             try:
-                response = await self.http.post("/v1/token_rewards", json=body)
+                response = await self.http.post(
+                    "/v1/token_rewards", json=body, headers=routing_headers(items)
+                )
             except httpx.TransportError:
                 if attempt == self.max_retries:
                     raise

@@ -19,6 +19,7 @@ import numpy as np
 
 from dense_reward_server import metrics
 from dense_reward_server.core.admission import TokenBudget
+from dense_reward_server.core.coalescer import Coalescer
 from dense_reward_server.core.request import ScoreRequest
 from dense_reward_server.core.results import ScoredItem, score_items
 from dense_reward_server.core.runtime import Runtime
@@ -65,6 +66,11 @@ class ScoringService:
             max_tokens_per_request=runtime.settings.max_tokens_per_request,
             max_group_size=runtime.settings.max_group_size,
             max_sequences=runtime.settings.max_items_per_request,
+        )
+        # The transformers engine scores one batch at a time: what waits goes when it ends.
+        window_s = runtime.settings.coalesce_window_ms / 1000
+        self._coalescer = Coalescer(
+            runtime.engines.score, window_s if runtime.settings.backend == "vllm" else None
         )
         # One tokenizer thread: off the event loop, and never two calls into one Rust
         # tokenizer at once.
@@ -119,7 +125,7 @@ class ScoringService:
         try:
             async with asyncio.timeout(timeout):
                 # Leaving this block by timeout cancels both engines' work, which aborts it.
-                return await self.runtime.engines.score(batch, request_id)
+                return await self._coalescer.score(batch, request_id)
         except TimeoutError as error:
             raise DeadlineExceeded(f"the request did not finish within {timeout:g} s") from error
         except ServiceError:

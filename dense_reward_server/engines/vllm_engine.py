@@ -6,9 +6,10 @@ container aligned with ids[1:]); on the GPU model runner V2, `prompt_logprob_tok
 a start row computes the LM head on completion rows only.
 
 Prefix sharing: requests read vLLM's prefix cache, with every hit capped at the first scored
-row by `vllm_scheduler.ScoringScheduler`. Sequences of a batch that share a prompt are sent
-after one of them has put the prompt in the cache (requests scheduled in the same step do not
-hit each other); later requests repeating a prompt hit it too. Every result is guarded: a hit
+row by `vllm_scheduler.ScoringScheduler`. Sequences that share a prompt, in one request or in
+several in flight together (`sharing.Primers`), are sent after one of them has put the prompt
+in the cache (requests scheduled in the same step do not hit each other); later requests
+repeating a prompt hit it too. Every result is guarded: a hit
 past the first scored row is rescored with cache reads off, never returned.
 """
 
@@ -34,7 +35,7 @@ from dense_reward_server import metrics
 from dense_reward_server.engines import vllm_scheduler
 from dense_reward_server.engines.base import EngineInfo, first_error
 from dense_reward_server.engines.options import VllmOptions
-from dense_reward_server.engines.sharing import prompt_groups
+from dense_reward_server.engines.sharing import Primers, prompt_groups
 from dense_reward_server.errors import EngineUnavailable, ServerError
 from dense_reward_server.sequence import ScoreInput
 
@@ -112,6 +113,7 @@ class VLLMScoringEngine:
         self._block_size = block_size
         self._sharing = sharing  # off: cache reads off, no priming
         self._shared_results = 0  # results computed on top of a prefix-cache hit
+        self._primers = Primers()
 
     @classmethod
     def start(cls, role: str, options: VllmOptions) -> VLLMScoringEngine:
@@ -161,10 +163,14 @@ class VLLMScoringEngine:
             results[index] = await self._score_one(batch[index], f"{request_id}-{index}")
 
         async def score_group(members: list[int]) -> None:
-            first, rest = members[0], members[1:]
-            if rest and self._worth_priming(batch[first]):
-                await score_into(first)
-                members = rest
+            # The first member primes the prompt, unless another request is priming it now;
+            # the rest then read the cache.
+            item = batch[members[0]]
+            primed = self._worth_priming(item) and await self._primers.prime_or_wait(
+                item.prompt_ids, score_into, members[0]
+            )
+            if primed:
+                members = members[1:]
             async with asyncio.TaskGroup() as group:
                 for index in members:
                     group.create_task(score_into(index))
@@ -183,7 +189,7 @@ class VLLMScoringEngine:
 
     def _worth_priming(self, item: ScoreInput) -> bool:
         """A prompt with a whole block before its first scored row: a hit can save work."""
-        return len(item.prompt_ids) - 1 >= self._block_size
+        return self._sharing and len(item.prompt_ids) - 1 >= self._block_size
 
     async def _score_one(self, item: ScoreInput, request_id: str) -> np.ndarray:
         sharing = self._sharing

@@ -2,14 +2,19 @@
 
     python -m harness groups [--shapes grpo_group long_group] [--requests N]
 
-Per system and group shape: closed-loop capacity (requests/s, 4 clients) over N groups never
+Per system and group shape: closed-loop capacity (groups/s, 4 clients) over N groups never
 sent before (first round: every prompt new to the server), then over the same N groups again
-(second round: a trainer re-scoring its batch after an update). Systems: this service with
-prefix sharing (`service`), the same service as it was before prefix sharing (`service_unshared`:
-no cache reads, vLLM's block size 128), two `vllm serve` servers given their best shot
-(`vllm_serve_pair`), and the in-process transformers loop, plain (`transformers_loop`: each
-sequence whole) and with the transformers engine's prompt sharing (`transformers_shared`).
-Rewards of every system are checked against the service's.
+(second round: a trainer re-scoring its batch after an update). Each group goes as one request
+(`grpo_group`, `long_group`) or as trainers send it, one one-item request per sample, all in
+flight at once (`grpo_one_sample`, `long_one_sample`; `long_distinct` is the same traffic with
+16 distinct prompts: nothing to share). Systems: this service with prefix sharing (`service`),
+the same service with the transformers engine (`service_transformers`), the service as it was
+before prefix sharing (`service_unshared`: no cache reads, vLLM's block size 128), two `vllm
+serve` servers given their best shot (`vllm_serve_pair`; one call per sample for one-sample
+traffic), and the in-process transformers loop, plain (`transformers_loop`: each sequence
+whole) and with the transformers engine's prompt sharing (`transformers_shared`); in process,
+delivery does not apply to the loops. Rewards of every system are checked against the
+service's.
 Writes loadtest/results/groups-<UTC>.json.
 """
 
@@ -40,19 +45,29 @@ from harness.workloads import SHAPES, Request, make_requests
 SYSTEMS = (
     "service",
     "service_unshared",
+    "service_transformers",
     "vllm_serve_pair",
     "transformers_loop",
     "transformers_shared",
 )
-GROUP_SHAPES = ("grpo_group", "long_group")
+GROUP_SHAPES = (
+    "grpo_group",
+    "grpo_one_sample",
+    "long_group",
+    "long_one_sample",
+    "long_distinct",
+)
 # The service as it was before prefix sharing: every sequence prefilled whole.
 UNSHARED_FLAGS = ["--no-prefix-sharing", "--block-size", "128"]
 CONCURRENCY = 4
 
 
 def group_system(name: str, args: argparse.Namespace, shared: dict[str, Any]) -> System:
-    if name == "service_unshared":
-        system = ServiceSystem(shared, [*args.service_flag, *UNSHARED_FLAGS], args.client)
+    if name in ("service_unshared", "service_transformers"):
+        unshared = name == "service_unshared"
+        flags = [*args.service_flag, *(UNSHARED_FLAGS if unshared else [])]
+        backend = "vllm" if unshared else "transformers"
+        system = ServiceSystem(shared, flags, args.client, backend)
         system.name = name
         return system
     return make_system(name, args, shared, cpu=args.device != "cuda")
@@ -100,7 +115,8 @@ def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
                 check = make_requests(SHAPES[shape], 1, sampler(vocab, args.seed + 99))[0]
                 system.prepare([check])
                 rewards = system.rewards(check)
-                if name == "service":
+                # The first system is the reference (the service, when it runs).
+                if shape not in reference:
                     reference[shape] = rewards
                 else:
                     report["equality"].setdefault(name, {})[shape] = max_abs_diff(

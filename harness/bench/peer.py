@@ -91,7 +91,9 @@ class VllmServePair(HttpSystem):
     def prepare(self, requests: list[Request]) -> None:
         for request in requests:
             full = [[*s.prompt_ids, *s.completion_ids] for s in request.inputs]
-            prompts: list[Any] = [full] if self.mode == "batch" else full
+            # One-sample traffic is one call per sequence whatever the mode.
+            batched = self.mode == "batch" and not request.one_sample
+            prompts: list[Any] = [full] if batched else full
             self._bodies[request] = {
                 role: [completions_body(role, prompt) for prompt in prompts] for role in ROLES
             }

@@ -101,19 +101,28 @@ class HttpSystem(System):
 
 
 class ServiceSystem(HttpSystem):
-    """This service: `dense-reward-server serve --backend vllm` with the shared settings."""
+    """This service: `dense-reward-server serve` (vLLM engine unless told) with the shared
+    settings."""
 
     name = "service"
 
-    def __init__(self, settings: dict[str, Any], flags: list[str], client_kind: str) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        flags: list[str],
+        client_kind: str,
+        backend: str = "vllm",
+    ) -> None:
         super().__init__(client_kind)
-        self.settings, self.flags = settings, flags
+        self.settings, self.flags, self.backend = settings, flags, backend
         self.url = ""
         self.models: dict[str, Any] = {}
-        self._bodies: dict[Request, bytes] = {}
+        self._bodies: dict[Request, list[bytes]] = {}
 
     def start(self) -> None:
-        server = ServiceProcess(self.flags, backend="vllm", log_level="warning", **self.settings)
+        server = ServiceProcess(
+            self.flags, backend=self.backend, log_level="warning", **self.settings
+        )
         self.procs = [server]
         self.url = server.url
         self.startup_s = server.wait_ready(600)
@@ -124,21 +133,30 @@ class ServiceSystem(HttpSystem):
 
     def prepare(self, requests: list[Request]) -> None:
         # Default include (rewards + both log-probs): what the peer returns too.
-        self._bodies.update((r, orjson.dumps(r.body())) for r in requests)
+        self._bodies.update((r, [orjson.dumps(b) for b in r.bodies()]) for r in requests)
 
     async def send(self, client: Client, request: Request, keep: bool = False) -> Outcome:
+        """The request's body, or its one-sample bodies all at once (done when all are)."""
+        url = self.url + "/v1/token_rewards"
         try:
-            status, (total_time, engine_time), content = await client.post(
-                self.url + "/v1/token_rewards", self._bodies[request]
-            )
+            answers = await asyncio.gather(*(client.post(url, b) for b in self._bodies[request]))
         except ClientError:
             return Outcome(status=0)
-        server_ms, engine_ms = parse_ms(total_time), parse_ms(engine_time)
-        if status != 200:
-            return Outcome(status=status, server_ms=server_ms)
+        server_ms = max_ms([parse_ms(total) for _, (total, _), _ in answers])
+        engine_ms = max_ms([parse_ms(engine) for _, (_, engine), _ in answers])
+        bad = [status for status, _, _ in answers if status != 200]
+        if bad:
+            return Outcome(status=bad[0], server_ms=server_ms)
         # Parse like a real client would: rewards in hand is the end of the request.
-        results = orjson.loads(content)["results"]
-        if request.group:
-            results = results[0]["completions"]
-        rewards = [np.asarray(r["rewards"], dtype=np.float32) for r in results]
+        rewards = []
+        for _, _, content in answers:
+            results = orjson.loads(content)["results"]
+            if request.group and not request.one_sample:
+                results = results[0]["completions"]
+            rewards += [np.asarray(r["rewards"], dtype=np.float32) for r in results]
         return Outcome(200, server_ms, engine_ms, rewards if keep else None)
+
+
+def max_ms(values: list[float | None]) -> float | None:
+    """The slowest of a request's answers (None when one did not say)."""
+    return None if any(v is None for v in values) else max(v for v in values if v is not None)

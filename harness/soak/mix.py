@@ -5,6 +5,8 @@ batch       16 items x 300 tokens: same, heavier
 group       a group of 8 on a prompt whose length sits on a KV-block boundary (31/32/33, ...),
             half its completions sharing their first tokens; a third of the time a group sent
             before, again (a trainer's second round): prefix sharing at its edges; 200 or 429
+one_sample  such a group as trainers send it (verl's reward loop): 8 one-item requests, all in
+            flight at once: prompts shared across requests; each 200 or 429
 invalid     an out-of-vocabulary id, a wrong-length mask, an empty or too-long completion: 422
 huge        over max_items_per_request, over max_tokens_per_request, over max_body_bytes: 413
 disconnect  a valid batch whose client gives up after 10-300 ms (the server must cancel it)
@@ -29,16 +31,18 @@ LIMITS: dict[str, Any] = {
     "max_body_bytes": 256 * 1024,
 }
 MIX = {
-    "valid": 0.30,
+    "valid": 0.25,
     "batch": 0.15,
-    "group": 0.15,
+    "group": 0.10,
+    "one_sample": 0.10,
     "invalid": 0.15,
     "huge": 0.10,
     "disconnect": 0.15,
 }
 # Prompt lengths of the groups: around multiples of vLLM-CPU's 32-token blocks.
 GROUP_PROMPT_LENGTHS = [n + d for n in (32, 64, 128, 256) for d in (-1, 0, 1)]
-Body = dict[str, Any] | bytes  # bytes: sent as they are (the over-sized body)
+# bytes: sent as they are (the over-sized body); a list: one-item requests sent all at once.
+Body = dict[str, Any] | bytes | list[dict[str, Any]]
 
 
 class Mix:
@@ -68,6 +72,8 @@ class Mix:
             body = {"items": self.items(16, 260, 300)}
         elif kind == "group":
             body = self.group()
+        elif kind == "one_sample":
+            body = one_sample(self.group())
         elif kind == "invalid":
             body = self.invalid()
         else:
@@ -113,9 +119,18 @@ class Mix:
         return json.dumps({"items": self.items(1, 1, 4), "pad": "x" * 400_000}).encode()
 
 
+def one_sample(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """A group request's completions as one one-item request each."""
+    item = group["items"][0]
+    return [
+        {"items": [{"prompt_token_ids": item["prompt_token_ids"], "completion_token_ids": c}]}
+        for c in item["completions"]
+    ]
+
+
 def expected_status(kind: str, status: int) -> bool:
     """May this kind of request get this answer? (-1: we disconnected on purpose)"""
-    if kind in ("valid", "batch", "group"):
+    if kind in ("valid", "batch", "group", "one_sample"):
         return status in (200, 429)
     if kind == "disconnect":
         return status in (-1, 200, 429)

@@ -37,8 +37,17 @@ class Outcome:
     error: str | None = None
 
 
-async def send(
+async def send_drawn(
     client: httpx.AsyncClient, kind: str, body: Body, give_up_s: float | None
+) -> list[Outcome]:
+    """One drawn request; a list of bodies (one-sample traffic) all at once."""
+    if isinstance(body, list):
+        return list(await asyncio.gather(*(send(client, kind, b, None) for b in body)))
+    return [await send(client, kind, body, give_up_s)]
+
+
+async def send(
+    client: httpx.AsyncClient, kind: str, body: dict[str, Any] | bytes, give_up_s: float | None
 ) -> Outcome:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     start = time.perf_counter()
@@ -101,9 +110,9 @@ async def drive(
         arrivals = load.poisson_arrivals_within(rate, duration_s, seed + 1)
         # Each request is drawn when it is sent: the mix's order is the arrivals' order.
         results, elapsed = await load.open_loop(
-            lambda _: send(client, *mix.draw()), arrivals.tolist(), drain_s=None
+            lambda _: send_drawn(client, *mix.draw()), arrivals.tolist(), drain_s=None
         )
-        outcomes = [outcome for outcome in results if outcome is not None]
+        outcomes = [outcome for drawn in results if drawn is not None for outcome in drawn]
         stop.set()
         if sampling:
             await sampling

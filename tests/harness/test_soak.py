@@ -32,6 +32,8 @@ def test_soak_above_saturation_loses_nothing(demo_dir: Path) -> None:
     # Above saturation, with every kind of bad request in the mix, every refusal happened.
     assert all(report["refused"][code] > 0 for code in ("413", "422", "429")), report["refused"]
     assert report["disconnected"] > 0
+    # One-sample traffic (a group as 8 concurrent one-item requests) was answered and checked.
+    assert report["by_kind"]["one_sample"].get("200", 0) > 0, report["by_kind"]
     # Afterwards: still ready, nothing left in flight (disconnected work was aborted).
     assert report["after"]["ready_status"] == 200
     assert report["after"]["drs_inflight_requests"] == 0

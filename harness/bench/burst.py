@@ -1,0 +1,216 @@
+"""`python -m harness burst`: a whole batch of one-sample requests in flight, against the same
+items as one request, with /health probed throughout, per engine.
+
+    python -m harness burst [--backends vllm transformers] [--items 200] [--rounds 5]
+                            [--clients aiohttp httpx]
+
+verl's reward loop (and OpenRLHF's remote reward model, slime, AReaL) sends every sample of a
+step in its own request, all at once. Per backend and round: one request of N fresh items
+(64 + 192 tokens each), then N fresh one-item requests sent at once by each client while
+/health is asked every 100 ms as the kubelet would (5 s timeout); the burst over the batched
+time is the figure (min/median/max over rounds). CPU seconds of the server's processes (the
+API process, each engine's core and worker) in each phase size the pod's CPU request. Both
+clients run because the client itself is part of what a burst costs on a small machine (httpx
+takes ~10x aiohttp's CPU per request; it is what `dense_reward_client` uses). Writes
+loadtest/results/burst-<UTC>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+
+from harness.bench import environment as env
+from harness.bench.clients import Client, make_client
+from harness.bench.environment import log, shown
+from harness.paths import RESULTS, pair_settings
+from harness.servers import ServiceProcess
+
+HEALTH_TIMEOUT_S = 5.0  # k8s/base/deployment.yaml's livenessProbe timeoutSeconds
+HEALTH_EVERY_S = 0.1
+
+
+def items(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "prompt_token_ids": [1, *(rng.randrange(3, 1000) for _ in range(63))],
+            "completion_token_ids": [rng.randrange(3, 1000) for _ in range(192)],
+        }
+        for _ in range(count)
+    ]
+
+
+class CpuMeter:
+    """CPU seconds of a process tree, per process name, between `start()` and `stop()`."""
+
+    def __init__(self, pid: int) -> None:
+        root = psutil.Process(pid)
+        self.procs = [root, *root.children(recursive=True)]
+        self.before: dict[int, float] = {}
+
+    @staticmethod
+    def seconds(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+    def start(self) -> None:
+        self.before = {p.pid: self.seconds(p) for p in self.procs}
+
+    def stop(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for proc in self.procs:
+            name = "api" if proc.pid == self.procs[0].pid else proc.name()
+            used[name] = used.get(name, 0.0) + self.seconds(proc) - self.before[proc.pid]
+        return {name: round(value, 2) for name, value in used.items()}
+
+
+async def probe_health(url: str, stop: asyncio.Event, seen: list[float]) -> None:
+    """GET /health every 100 ms: each probe's seconds (HEALTH_TIMEOUT_S + 1 if unanswered)."""
+    async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as http:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                ok = (await http.get(url + "/health")).status_code == 200
+            except httpx.TransportError:
+                ok = False
+            seen.append(time.perf_counter() - started if ok else HEALTH_TIMEOUT_S + 1)
+            await asyncio.sleep(HEALTH_EVERY_S)
+
+
+async def timed(client: Client, url: str, bodies: list[bytes]) -> float:
+    """All bodies at once; seconds until the last answer (every answer must be 200)."""
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(client.post(url, body) for body in bodies))
+    elapsed = time.perf_counter() - started
+    bad = [status for status, _, _ in answers if status != 200]
+    if bad:
+        raise RuntimeError(f"{len(bad)} requests failed, statuses {sorted(set(bad))}")
+    return elapsed
+
+
+async def one_round(
+    server: ServiceProcess, client_kind: str, count: int, rng: random.Random
+) -> dict[str, Any]:
+    url = server.url + "/v1/token_rewards"
+    meter = CpuMeter(server.proc.pid)
+    client = make_client(client_kind)
+    try:
+        meter.start()
+        batched = await timed(client, url, [orjson.dumps({"items": items(rng, count)})])
+        batched_cpu = meter.stop()
+        bodies = [orjson.dumps({"items": [item]}) for item in items(rng, count)]
+        health: list[float] = []
+        stop = asyncio.Event()
+        prober = asyncio.create_task(probe_health(server.url, stop, health))
+        client_cpu = psutil.Process().cpu_times()
+        meter.start()
+        try:
+            burst = await timed(client, url, bodies)
+        finally:
+            stop.set()
+            await prober
+        burst_cpu = meter.stop()
+        after = psutil.Process().cpu_times()
+    finally:
+        await client.close()
+    return {
+        "batched_s": round(batched, 3),
+        "burst_s": round(burst, 3),
+        "ratio": round(burst / batched, 3),
+        "health_max_s": round(max(health), 3),
+        "health_probes": len(health),
+        "cpu_s_batched": batched_cpu,
+        "cpu_s_burst": burst_cpu,
+        # This process: the load generator and the prober.
+        "client_cpu_s_burst": round(
+            after.user + after.system - client_cpu.user - client_cpu.system, 2
+        ),
+    }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    report: dict[str, Any] = {
+        **env.run_record("python -m harness burst", started),
+        "config": {
+            "items": args.items,
+            "item_tokens": "64 + 192",
+            "rounds": args.rounds,
+            "clients": args.clients,
+            "health_every_s": HEALTH_EVERY_S,
+            "health_timeout_s": HEALTH_TIMEOUT_S,
+        },
+        "backends": {},
+    }
+    rng = random.Random(args.seed)
+    for backend in args.backends:
+        server = ServiceProcess(
+            name=f"burst-{backend}",
+            backend=backend,
+            log_level="warning",
+            **pair_settings(args.demo),
+        )
+        log(f"starting the {backend} server")
+        try:
+            server.wait_ready()
+            asyncio.run(one_round(server, "aiohttp", 16, rng))  # warm-up
+            for client_kind in args.clients:
+                rounds = [
+                    asyncio.run(one_round(server, client_kind, args.items, rng))
+                    for _ in range(args.rounds)
+                ]
+                for r in rounds:
+                    shown_keys = ("batched_s", "burst_s", "ratio", "health_max_s")
+                    log(f" {backend} {client_kind}: {json.dumps({k: r[k] for k in shown_keys})}")
+                report["backends"].setdefault(backend, {})[client_kind] = {
+                    "ratio": spread([r["ratio"] for r in rounds]),
+                    "health_max_s": spread([r["health_max_s"] for r in rounds]),
+                    "rounds": rounds,
+                }
+        finally:
+            server.stop()
+    report["elapsed_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+    return report
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backends", nargs="+", default=["vllm", "transformers"])
+    parser.add_argument("--clients", nargs="+", default=["aiohttp", "httpx"])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--demo", type=Path, default=Path(".models/demo"))
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    report = run(args)
+    path = args.output or RESULTS / f"burst-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"wrote {shown(path)}")
+    summary = {
+        backend: {
+            client: {k: v[k] for k in ("ratio", "health_max_s")} for client, v in kinds.items()
+        }
+        for backend, kinds in report["backends"].items()
+    }
+    print(json.dumps(summary, indent=2))
