@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         'two strings (["0-1", "2-3"]), or "SFT;BASE" (0,1;2,3), or "SFT,BASE" when neither '
         "contains a comma (0-1,2-3); default splits the cores in two halves.",
     )
+    vllm_busy_loop_s: float | None = Field(
+        None,
+        ge=0,
+        description="vLLM: seconds its processes busy-wait for the next message after each one "
+        "(vLLM's own: 1 s); default 0 on CPU, where the spinning workers starve the API process "
+        "and /health under one-sample traffic (README, Performance), vLLM's own on GPU.",
+    )
     engine_args: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra vLLM AsyncEngineArgs passed through unchanged (JSON object; "

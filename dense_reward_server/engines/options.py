@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dense_reward_server.config import Settings
+from dense_reward_server.engines import vllm_plugin
 
 # Each of the two engines takes this share of the device (of RAM on CPU) unless told otherwise:
 # on shared GPUs two engines fit with room for two CUDA contexts; on its own GPUs vLLM's default.
@@ -22,6 +23,8 @@ DEFAULT_MEMORY_SHARE = {"cpu": 0.1, "gpu": 0.4, "gpu_alone": 0.9}
 # scored row, so smaller blocks share more: a 128-token prompt shares 96 tokens with 32-token
 # blocks and none with vLLM's default 128 (README, Performance: the measurement).
 CPU_BLOCK_SIZE = 32
+# vLLM-CPU: no busy-wait between messages (engines/vllm_plugin.py has the measurement).
+CPU_BUSY_LOOP_S = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,11 @@ def vllm_options(
             "VLLM_CPU_OMP_THREADS_BIND": cpu_threads_bind(settings, role),
             "VLLM_CPU_KVCACHE_SPACE": str(settings.cpu_kvcache_space_gib),
         }
+    busy_loop_s = settings.vllm_busy_loop_s
+    if busy_loop_s is None and cpu:
+        busy_loop_s = CPU_BUSY_LOOP_S
+    if busy_loop_s is not None:
+        env[vllm_plugin.ENV] = str(busy_loop_s)
     return VllmOptions(args, env)
 
 

@@ -2,7 +2,8 @@
 
 Every check runs the real tool, offline: hadolint (Dockerfiles), `kubectl kustomize` +
 kubernetes-validate --strict (built-in kinds) + the vendored upstream CRD schemas (ScaledObject,
-ServiceMonitor), yamllint, promtool (rules and their unit tests). A missing tool fails the
+ServiceMonitor; HTTPRoute and Envoy Gateway's BackendTrafficPolicy in the overlays with
+components/affinity), yamllint, promtool (rules and their unit tests). A missing tool fails the
 test with the command that installs it; nothing is skipped. The Python tools come with
 `pip install -e ".[dev]"`, promtool with `scripts/install_tools.sh`.
 
@@ -26,6 +27,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from dense_reward_client.routing import PROMPT_KEY_HEADER
 from prometheus_client.metrics import MetricWrapperBase
 
 from dense_reward_server import metrics
@@ -45,7 +47,17 @@ CRDS = {
     ("keda.sh/v1alpha1", "ScaledObject"): CRD_DIR / "keda.sh_scaledobjects.yaml",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): CRD_DIR
     / "monitoring.coreos.com_servicemonitors.yaml",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): CRD_DIR
+    / "gateway.networking.k8s.io_httproutes.yaml",
+    ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"): CRD_DIR
+    / "gateway.envoyproxy.io_backendtrafficpolicies.yaml",
 }
+# Custom resources of every overlay, and those components/affinity adds (prompt affinity behind
+# an Envoy Gateway) in the overlays that use it.
+BASE_CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor"}
+AFFINITY_KINDS = {"HTTPRoute", "BackendTrafficPolicy"}
+AFFINITY_OVERLAYS = {"gpu-affinity": "gpu", "cpu-affinity": "cpu"}
+ALL_OVERLAYS = (*OVERLAYS, *AFFINITY_OVERLAYS)
 # Oldest Kubernetes the manifests support (the preStop `sleep` action is on by default from
 # 1.30) and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
@@ -204,14 +216,14 @@ def test_dockerignore_keeps_the_context_small() -> None:
 # --- Kubernetes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", ALL_OVERLAYS)
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_kubernetes_validate_strict(overlay: str, version: str, tmp_path: Path) -> None:
     manifest = tmp_path / f"{overlay}.yaml"
     manifest.write_text(render_text(overlay))
     output = run("kubernetes-validate", "--strict", "-k", version, manifest)
-    kinds = {doc["kind"] for doc in render(overlay)}
-    builtin = kinds - {kind for _, kind in CRDS}
+    custom = {kind for _, kind in CRDS}
+    builtin = [doc for doc in render(overlay) if doc["kind"] not in custom]
     assert output.count("passed for resource") == len(builtin), output
 
 
@@ -249,19 +261,20 @@ def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     return dict(strict(schema))
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", ALL_OVERLAYS)
 def test_custom_resources_match_upstream_crds(overlay: str) -> None:
     docs = render(overlay)
-    found = 0
+    found: list[str] = []
     for doc in docs:
         key = (doc["apiVersion"], doc["kind"])
         if key not in CRDS:
             continue
-        found += 1
+        found.append(doc["kind"])
         jsonschema.validate(doc, crd_schema(*key))
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
         assert doc["metadata"]["namespace"]
-    assert found == len(CRDS)
+    expected = BASE_CUSTOM_KINDS | (AFFINITY_KINDS if overlay in AFFINITY_OVERLAYS else set())
+    assert sorted(found) == sorted(expected)
 
 
 def test_strict_crd_schema_rejects_unknown_fields() -> None:
@@ -270,6 +283,14 @@ def test_strict_crd_schema_rejects_unknown_fields() -> None:
     scaled["spec"]["minReplicas"] = 1
     with pytest.raises(jsonschema.ValidationError, match="minReplicas"):
         jsonschema.validate(scaled, crd_schema("keda.sh/v1alpha1", "ScaledObject"))
+    policy = one(render("gpu-affinity"), "BackendTrafficPolicy")
+    policy["spec"]["retry"]["retryOn"]["httpStatusCode"] = [503]
+    with pytest.raises(jsonschema.ValidationError, match="httpStatusCode"):
+        jsonschema.validate(policy, crd_schema(policy["apiVersion"], policy["kind"]))
+    route = one(render("gpu-affinity"), "HTTPRoute")
+    route["spec"]["rules"][0]["timeout"] = {"request": "300s"}
+    with pytest.raises(jsonschema.ValidationError, match="timeout"):
+        jsonschema.validate(route, crd_schema(route["apiVersion"], route["kind"]))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -419,7 +440,8 @@ def test_cpu_overlay_binds_as_many_cores_as_it_may_use() -> None:
             cores += range(int(first), int(last or first) + 1)
     assert len(binds) == 2 and len(cores) == len(set(cores)), "two disjoint sets: sft, base"
     resources = container(docs)["resources"]
-    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(len(cores))
+    # One core more than the engines' threads: the API process and the engine cores, unbound.
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(len(cores) + 1)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -432,6 +454,134 @@ def test_autoscaler_targets_half_the_admission_limit(overlay: str) -> None:
     limit = int(config_env(docs)["DRS_MAX_INFLIGHT_TOKENS"])
     assert int(trigger["metadata"]["threshold"]) == limit // 2
     assert scaled["minReplicaCount"] >= 1, "no scale-to-zero: a cold start is minutes"
+
+
+# --- Prompt affinity behind a Gateway (components/affinity) ----------------------------
+# Envoy Gateway hashes X-DRS-Prompt-Key as deploy/nginx/drs-affinity.conf.template does (tested
+# against the real nginx in tests/deploy/test_affinity.py); these check the manifests' contract.
+
+ENVOY_PROXY_NAME_LABEL = "gateway.envoyproxy.io/owning-gateway-name"
+ENVOY_PROXY_NAMESPACE_LABEL = "gateway.envoyproxy.io/owning-gateway-namespace"
+
+
+def duration_s(text: str) -> float:
+    """A Gateway API / Envoy Gateway duration ("300s", "1m30s", "500ms") in seconds."""
+    parts = re.findall(r"(\d+)(ms|h|m|s)", text)
+    assert parts and "".join(n + unit for n, unit in parts) == text, f"not a duration: {text}"
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(int(n) * scale[unit] for n, unit in parts)
+
+
+def setting(docs: list[dict[str, Any]], name: str) -> float:
+    """A setting as the pods see it: the overlay's ConfigMap, else the service's default."""
+    env = config_env(docs)
+    key = f"DRS_{name.upper()}"
+    return float(env[key]) if key in env else float(Settings.model_fields[name].default)
+
+
+def api_routes() -> set[str]:
+    from dense_reward_server.api.openrlhf import router as openrlhf_router
+    from dense_reward_server.api.routes import router
+
+    return {route.path for route in [*router.routes, *openrlhf_router.routes]}  # type: ignore[attr-defined]
+
+
+def path_matches(path: str, match: dict[str, Any]) -> bool:
+    """Gateway API path matching: Exact, or PathPrefix by whole path elements."""
+    kind, value = match["path"]["type"], match["path"]["value"]
+    if kind == "Exact":
+        return bool(path == value)
+    assert kind == "PathPrefix", kind
+    prefix = value.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
+@pytest.mark.parametrize("overlay", tuple(AFFINITY_OVERLAYS))
+def test_affinity_component_only_adds_the_route(overlay: str) -> None:
+    """An affinity overlay is its hardware overlay plus the route, its policy and one ingress
+    rule (the Gateway's Envoy pods); nothing else changes."""
+    docs = render(overlay)
+    assert sorted(doc["kind"] for doc in docs if doc["kind"] in AFFINITY_KINDS) == sorted(
+        AFFINITY_KINDS
+    )
+    rest = [copy.deepcopy(doc) for doc in docs if doc["kind"] not in AFFINITY_KINDS]
+    hardware = render(AFFINITY_OVERLAYS[overlay])
+    ingress = one(rest, "NetworkPolicy")["spec"]["ingress"]
+    assert ingress[:-1] == one(hardware, "NetworkPolicy")["spec"]["ingress"]
+    ingress.pop()
+    assert rest == hardware
+
+
+@pytest.mark.parametrize("overlay", tuple(AFFINITY_OVERLAYS))
+def test_affinity_hashes_the_prompt_key_over_the_service(overlay: str) -> None:
+    docs = render(overlay)
+    route, policy, service = (
+        one(docs, kind) for kind in ("HTTPRoute", "BackendTrafficPolicy", "Service")
+    )
+    namespace = service["metadata"]["namespace"]
+    assert route["metadata"]["namespace"] == policy["metadata"]["namespace"] == namespace
+    # The route sends the API and the probes, not /metrics, to the Service.
+    (rule,) = route["spec"]["rules"]
+    (backend,) = rule["backendRefs"]
+    assert backend["name"] == service["metadata"]["name"] and "namespace" not in backend
+    assert backend["port"] in {port["port"] for port in service["spec"]["ports"]}
+    routed = {path for path in api_routes() if any(path_matches(path, m) for m in rule["matches"])}
+    assert routed == api_routes() - {"/metrics"}
+    # The policy attaches to that route and hashes the header dense_reward_client sends, the
+    # same one the nginx template hashes.
+    assert policy["spec"]["targetRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "HTTPRoute",
+            "name": route["metadata"]["name"],
+        }
+    ]
+    balancer = policy["spec"]["loadBalancer"]
+    assert balancer["type"] == "ConsistentHash"
+    assert balancer["consistentHash"]["type"] == "Headers"
+    headers = [header["name"].lower() for header in balancer["consistentHash"]["headers"]]
+    assert headers == [PROMPT_KEY_HEADER.lower()]
+    nginx = (ROOT / "deploy" / "nginx" / "drs-affinity.conf.template").read_text()
+    assert f"hash $http_{headers[0].replace('-', '_')} consistent;" in nginx
+    # The NetworkPolicy admits the Envoy pods of the Gateway the route attaches to.
+    (parent,) = route["spec"]["parentRefs"]
+    assert parent["kind"] == "Gateway" and parent["name"] and parent["namespace"]
+    admitted = [
+        rule["ports"]
+        for rule in one(docs, "NetworkPolicy")["spec"]["ingress"]
+        for peer in rule["from"]
+        if peer.get("podSelector", {}).get("matchLabels", {}).get(ENVOY_PROXY_NAME_LABEL)
+        == parent["name"]
+        and peer["podSelector"]["matchLabels"].get(ENVOY_PROXY_NAMESPACE_LABEL)
+        == parent["namespace"]
+        and "namespaceSelector" in peer
+    ]
+    assert admitted and all({"protocol": "TCP", "port": "http"} in ports for ports in admitted)
+
+
+@pytest.mark.parametrize("overlay", tuple(AFFINITY_OVERLAYS))
+def test_affinity_retries_and_timeouts_fit_the_service(overlay: str) -> None:
+    docs = render(overlay)
+    route, policy = one(docs, "HTTPRoute"), one(docs, "BackendTrafficPolicy")
+    # As the nginx template (proxy_next_upstream error timeout http_502 http_503 non_idempotent):
+    # a dead, dropping or unready replica, never 429 (backpressure) or 504 (the request's own
+    # deadline); "5xx" and "gateway-error" would both retry a 504.
+    retry = policy["spec"]["retry"]
+    assert set(retry["retryOn"]["triggers"]) == {
+        "connect-failure",
+        "reset",
+        "retriable-status-codes",
+    }
+    assert sorted(retry["retryOn"]["httpStatusCodes"]) == [502, 503]
+    assert retry["numRetries"] >= 1
+    # The replica's own deadline (504) comes before the Gateway's; no idle cut before either.
+    (rule,) = route["spec"]["rules"]
+    request_s = duration_s(rule["timeouts"]["request"])
+    assert request_s > setting(docs, "max_request_timeout_s")
+    http = policy["spec"]["timeout"]["http"]
+    assert duration_s(http["streamIdleTimeout"]) >= request_s
+    # Envoy drops an idle upstream connection before the replica closes it.
+    assert duration_s(http["connectionIdleTimeout"]) < setting(docs, "keep_alive_timeout_s")
 
 
 # --- YAML, rules, dashboard ------------------------------------------------------------
