@@ -67,7 +67,7 @@ class VllmServePair(HttpSystem):
             command = vllm_serve_command(self.options[role], role, port)
             # The same idle keep-alive as the service's, so one client setting fits both.
             env = {
-                **self.options[role].env,
+                **stock_env(self.options[role].env),
                 "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(SERVER_KEEPALIVE_S),
             }
             self.procs.append(ManagedProcess(command, name=f"vllm-{role}", env=env))
@@ -85,7 +85,7 @@ class VllmServePair(HttpSystem):
             "mode": self.mode,
             "skip_tokenizer_init": engine_args["skip_tokenizer_init"],
             "device": "cpu" if self.cpu else "cuda",
-            "env": {role: options.env for role, options in self.options.items()},
+            "env": {role: stock_env(options.env) for role, options in self.options.items()},
         }
 
     def prepare(self, requests: list[Request]) -> None:
@@ -119,6 +119,12 @@ class VllmServePair(HttpSystem):
             for s, c_sft, c_base in zip(request.inputs, sft, base, strict=True)
         ]
         return Outcome(status=200, rewards=rewards if keep else None)
+
+
+def stock_env(env: dict[str, str]) -> dict[str, str]:
+    """An engine's environment without the service's own variables: the peer is stock vLLM
+    (DRS_VLLM_BUSY_LOOP_S would switch on the service's vLLM plugin in its processes)."""
+    return {name: value for name, value in env.items() if not name.startswith("DRS_")}
 
 
 def completions_body(role: str, prompt: list[int] | list[list[int]]) -> bytes:
