@@ -157,8 +157,9 @@ class Settings(BaseSettings):
         None,
         ge=0,
         description="vLLM: seconds its processes busy-wait for the next message after each one "
-        "(vLLM's own: 1 s); default 0 on CPU, where the spinning workers starve the API process "
-        "and /health under one-sample traffic (README, Performance), vLLM's own on GPU.",
+        "(vLLM's own: 1 s); default 0.01 on CPU, where 1 s of spinning workers starves the API "
+        "process and /health under one-sample traffic (README, Performance), vLLM's own on GPU. "
+        "Not 0: vLLM then loses wake-ups (5 s stalls).",
     )
     engine_args: dict[str, Any] = Field(
         default_factory=dict,

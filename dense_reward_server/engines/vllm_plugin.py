@@ -5,11 +5,14 @@ vLLM's shared-memory queue readers (each worker waiting for its next step, each 
 its worker's output) spin on `sched_yield` for 1 s after every message
 (`shm_broadcast.SpinCondition.busy_loop_s`; vLLM has no setting for it). On a CPU machine the
 two engines' workers then spin on the cores that the API process, the engine cores and any
-client beside them need: measured here, 200 one-sample requests sent at once took 38x the same
-items as one request and `/health` went unanswered for 5-9 s; with no spin, 1.0-1.3x and under
-0.7 s (README, Performance). The server sets `ENV` only in its own engines' environment
-(`engines/options.py`, setting `vllm_busy_loop_s`); where it is unset (any other vLLM in this
-environment, such as the benchmark's `vllm serve` peers) vLLM is left as it is.
+client beside them need: measured here (python -m harness burst), 200 one-sample requests sent
+at once took 16-42x the same items as one request (httpx client), the workers burning 130-175
+CPU-seconds, and `/health` went unanswered for up to 9.5 s. 10 ms of spin is enough to catch the
+next step of a busy engine; 0 is not safe: a reader that never spins relies on vLLM's zmq
+notification alone, which loses wake-ups (a lone request's p90 then 5.0 s, vLLM's recheck
+interval). The server sets `ENV` only in its own engines' environment (`engines/options.py`,
+setting `vllm_busy_loop_s`); where it is unset (any other vLLM in this environment, such as the
+benchmark's `vllm serve` peers) vLLM is left as it is.
 """
 
 from __future__ import annotations

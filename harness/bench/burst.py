@@ -5,14 +5,15 @@ items as one request, with /health probed throughout, per engine.
                             [--clients aiohttp httpx]
 
 verl's reward loop (and OpenRLHF's remote reward model, slime, AReaL) sends every sample of a
-step in its own request, all at once. Per backend and round: one request of N fresh items
-(64 + 192 tokens each), then N fresh one-item requests sent at once by each client while
-/health is asked every 100 ms as the kubelet would (5 s timeout); the burst over the batched
-time is the figure (min/median/max over rounds). CPU seconds of the server's processes (the
-API process, each engine's core and worker) in each phase size the pod's CPU request. Both
-clients run because the client itself is part of what a burst costs on a small machine (httpx
-takes ~10x aiohttp's CPU per request; it is what `dense_reward_client` uses). Writes
-loadtest/results/burst-<UTC>.json.
+step in its own request, all at once. Per backend: first, lone requests (32 + 96 tokens) one at
+a time, 50 ms apart, what a request at zero load costs (p50/p90/max); then per round, one
+request of N fresh items (64 + 192 tokens each), then N fresh one-item requests sent at once by
+each client while /health is asked every 100 ms as the kubelet would (5 s timeout); the burst
+over the batched time is the figure (min/median/max over rounds). CPU seconds of the server's
+processes (the API process, each engine's core and worker) in each phase size the pod's CPU
+request. Both clients run because the client itself is part of what a burst costs on a small
+machine (httpx takes ~17x aiohttp's CPU per request; it is what `dense_reward_client` uses).
+Writes loadtest/results/burst-<UTC>.json.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from harness.servers import ServiceProcess
 
 HEALTH_TIMEOUT_S = 5.0  # k8s/base/deployment.yaml's livenessProbe timeoutSeconds
 HEALTH_EVERY_S = 0.1
+LONE_GAP_S = 0.05  # between lone requests: the engines go idle
 
 
 def items(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -139,6 +141,34 @@ async def one_round(
     }
 
 
+async def lone_latency(server: ServiceProcess, count: int, gap_s: float) -> dict[str, float]:
+    """One single-shape request (32 + 96 tokens) at a time, `gap_s` apart (the engines idle in
+    between, as at zero load): p50/p90/max in ms."""
+    rng = random.Random(7)
+    url = server.url + "/v1/token_rewards"
+    client = make_client("aiohttp")
+    latencies = []
+    try:
+        for _ in range(count + 5):  # the first 5 are a warm-up
+            item = {
+                "prompt_token_ids": [rng.randrange(3, 1000) for _ in range(32)],
+                "completion_token_ids": [rng.randrange(3, 1000) for _ in range(96)],
+            }
+            latencies.append(await timed(client, url, [orjson.dumps({"items": [item]})]))
+            await asyncio.sleep(gap_s)
+    finally:
+        await client.close()
+    p50, p90 = (
+        statistics.quantiles(latencies[5:], n=10)[4],
+        statistics.quantiles(latencies[5:], n=10)[8],
+    )
+    return {
+        "p50_ms": round(1000 * p50, 1),
+        "p90_ms": round(1000 * p90, 1),
+        "max_ms": round(1000 * max(latencies[5:]), 1),
+    }
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {
         "min": round(min(values), 3),
@@ -156,6 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "item_tokens": "64 + 192",
             "rounds": args.rounds,
             "clients": args.clients,
+            "lone_requests": args.lone,
+            "lone_gap_s": LONE_GAP_S,
             "health_every_s": HEALTH_EVERY_S,
             "health_timeout_s": HEALTH_TIMEOUT_S,
         },
@@ -172,6 +204,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"starting the {backend} server")
         try:
             server.wait_ready()
+            lone = asyncio.run(lone_latency(server, args.lone, LONE_GAP_S))
+            log(f" {backend} lone request: {json.dumps(lone)}")
+            report["backends"].setdefault(backend, {})["lone"] = lone
             asyncio.run(one_round(server, "aiohttp", 16, rng))  # warm-up
             for client_kind in args.clients:
                 rounds = [
@@ -198,6 +233,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--clients", nargs="+", default=["aiohttp", "httpx"])
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--lone", type=int, default=40, help="lone requests, one at a time")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--demo", type=Path, default=Path(".models/demo"))
     parser.add_argument("--output", type=Path, default=None)

@@ -1,10 +1,11 @@
 """`make bench-groups`: GRPO groups, cold and again, on every system side by side in one run.
 
-    python -m harness groups [--shapes grpo_group long_group] [--requests N]
+    python -m harness groups [--shapes grpo_group long_group] [--requests N] [--repeats R]
 
 Per system and group shape: closed-loop capacity (groups/s, 4 clients) over N groups never
 sent before (first round: every prompt new to the server), then over the same N groups again
-(second round: a trainer re-scoring its batch after an update). Each group goes as one request
+(second round: a trainer re-scoring its batch after an update), R times over fresh groups:
+the figure is the median, reported beside min and max. Each group goes as one request
 (`grpo_group`, `long_group`) or as trainers send it, one one-item request per sample, all in
 flight at once (`grpo_one_sample`, `long_one_sample`; `long_distinct` is the same traffic with
 16 distinct prompts: nothing to share). Systems: this service with prefix sharing (`service`),
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,21 +75,38 @@ def group_system(name: str, args: argparse.Namespace, shared: dict[str, Any]) ->
     return make_system(name, args, shared, cpu=args.device != "cuda")
 
 
-def measure(system: System, requests: list[Request]) -> dict[str, float]:
-    """Capacity over groups new to the server, then over the same groups again."""
-    figures = {}
-    for round_name in ("first_round_rps", "second_round_rps"):
-        # min_s 0: exactly the pool once (after its warm-up request), never a repeat within it.
-        figures[round_name] = system.capacity(requests, CONCURRENCY, 0.0, len(requests) - 1)
+ROUNDS = ("first_round_rps", "second_round_rps")
+
+
+def measure(system: System, pools: list[list[Request]]) -> dict[str, Any]:
+    """Per pool: capacity over groups new to the server, then over the same groups again. The
+    figure is the median over pools, beside the min/median/max spread and every value."""
+    values: dict[str, list[float]] = {name: [] for name in ROUNDS}
+    for requests in pools:
+        for round_name in ROUNDS:
+            # min_s 0: exactly the pool once (after its warm-up request), never a repeat in it.
+            capacity = system.capacity(requests, CONCURRENCY, 0.0, len(requests) - 1)
+            values[round_name].append(capacity)
+    figures: dict[str, Any] = {name: statistics.median(v) for name, v in values.items()}
+    figures["spread"] = {
+        name: {"min": min(v), "median": statistics.median(v), "max": max(v), "all": v}
+        for name, v in values.items()
+    }
     return figures
 
 
-def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
+def run(args: argparse.Namespace, requests_per_round: int, repeats: int) -> dict[str, Any]:
     started = datetime.now(UTC)
     shared = shared_settings(args)
     vocab, _ = scoring_vocab(Path(shared["sft_model"]))
+    # One pool of never-sent groups per repeat (each pool's first round is cold).
     workloads = {
-        name: make_requests(SHAPES[name], requests_per_round + 1, sampler(vocab, args.seed + i))
+        name: [
+            make_requests(
+                SHAPES[name], requests_per_round + 1, sampler(vocab, args.seed + i + 1000 * r)
+            )
+            for r in range(repeats)
+        ]
         for i, name in enumerate(args.shapes)
     }
     report: dict[str, Any] = {
@@ -95,6 +114,7 @@ def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
         "config": {
             "shapes": {name: asdict(SHAPES[name]) for name in workloads},
             "requests_per_round": requests_per_round,
+            "repeats": repeats,
             "concurrency": CONCURRENCY,
             "unshared_flags": UNSHARED_FLAGS,
             "seed": args.seed,
@@ -108,9 +128,10 @@ def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
         log(f"starting {name}")
         try:
             system.start()
-            for requests in workloads.values():
-                system.prepare(requests)
-            for shape, requests in workloads.items():
+            for pools in workloads.values():
+                for requests in pools:
+                    system.prepare(requests)
+            for shape, pools in workloads.items():
                 # A throwaway group for the equality check: the measured pool stays unseen.
                 check = make_requests(SHAPES[shape], 1, sampler(vocab, args.seed + 99))[0]
                 system.prepare([check])
@@ -122,9 +143,9 @@ def run(args: argparse.Namespace, requests_per_round: int) -> dict[str, Any]:
                     report["equality"].setdefault(name, {})[shape] = max_abs_diff(
                         reference[shape], rewards
                     )
-                figures = measure(system, requests)
+                figures = measure(system, pools)
                 report["systems"].setdefault(name, {})[shape] = figures
-                log(f" {name} {shape}: {json.dumps(figures)}")
+                log(f" {name} {shape}: {json.dumps(figures['spread'])}")
             report.setdefault("server_config", {})[name] = system.describe()
         finally:
             system.stop()
@@ -144,7 +165,7 @@ def ratios(systems: dict[str, Any]) -> dict[str, Any]:
         for shape, figures in shapes.items():
             ours = systems["service"].get(shape, {})
             out.setdefault(f"service_over_{other}", {})[shape] = {
-                key: round(ours[key] / value, 3) for key, value in figures.items() if value
+                key: round(ours[key] / figures[key], 3) for key in ROUNDS if figures.get(key)
             }
     return out
 
@@ -152,13 +173,14 @@ def ratios(systems: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=12, help="groups per round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of fresh groups")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--shapes", nargs="+", default=list(GROUP_SHAPES), choices=GROUP_SHAPES)
     own, rest = parser.parse_known_args(argv)
     args = parse_args(rest)  # the benchmark's other flags (--demo, --client, --device, ...)
     args.systems, args.shapes = own.systems, own.shapes
     args.device = resolved_device(args.device)
-    report = run(args, own.requests)
+    report = run(args, own.requests, own.repeats)
     path = (args.output or RESULTS / f"groups-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

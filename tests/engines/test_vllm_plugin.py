@@ -52,7 +52,7 @@ def test_vllm_finds_the_plugin_and_cpu_engines_ask_for_no_busy_wait() -> None:
     names = {e.value for e in entry_points(group="vllm.general_plugins")}
     assert "dense_reward_server.engines.vllm_plugin:register" in names
     settings = Settings()
-    assert vllm_options(settings, "sft", "m", None, cpu=True).env[vllm_plugin.ENV] == "0.0"
+    assert vllm_options(settings, "sft", "m", None, cpu=True).env[vllm_plugin.ENV] == "0.01"
     # On a GPU vLLM's own busy-wait stays unless the setting says otherwise.
     assert vllm_plugin.ENV not in vllm_options(settings, "sft", "m", None, cpu=False).env
     given = Settings(vllm_busy_loop_s=0.01)
