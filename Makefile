@@ -14,7 +14,7 @@ VERL ?= verl==0.9.1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups rl soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
+.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups bench-burst rl soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -102,10 +102,15 @@ bench: install demo
 bench-quick: install demo
 	$(PY) -m harness bench --quick $(BENCH_ARGS)
 
-# GRPO groups, first and second round, service with and without prefix sharing vs the peers
-# (~15 min on 2 cores): loadtest/results/groups-*.json
+# GRPO groups as one request and as one-sample requests (verl's reward loop), first and second
+# round, 3 repeats, every system side by side (~35 min on 2 cores): loadtest/results/groups-*.json
 bench-groups: install demo
 	$(PY) -m harness groups $(BENCH_ARGS)
+
+# A whole batch of one-sample requests at once vs one request, /health probed, lone-request
+# latency, per engine (~8 min on 2 cores): loadtest/results/burst-*.json
+bench-burst: install demo
+	$(PY) -m harness burst $(BENCH_ARGS)
 
 # Dense-Path REINFORCE on the demo task: six arms x 3 seeds against live reward servers
 # (~30 min on 2 cores) -> docs/rl/{results.json,table.md,rl.png}. RL_ARGS="--seeds 1" etc.

@@ -187,8 +187,9 @@ class Settings(BaseSettings):
         ge=0,
         description="vLLM engine: while the engines are busy, requests arriving within this "
         "window are scored together as one batch (one-sample traffic shares prompts, engine "
-        "steps stay full); a request at zero load goes at once. The transformers engine scores "
-        "one batch at a time: what arrives meanwhile goes together when it ends.",
+        "steps stay full); a request at zero load goes at once; 0 scores each request on its "
+        "own (faster for whole-group requests, README Performance). The transformers engine "
+        "scores one batch at a time: what arrives meanwhile goes together when it ends.",
     )
     request_timeout_s: float = Field(
         300.0, gt=0, description="Default deadline of a request; expired work is aborted (504)."

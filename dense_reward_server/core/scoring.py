@@ -68,10 +68,15 @@ class ScoringService:
             max_sequences=runtime.settings.max_items_per_request,
         )
         # The transformers engine scores one batch at a time: what waits goes when it ends.
+        # vLLM with a window of 0: each request on its own (vLLM batches them itself, and
+        # sharing.Primers still shares prompts across requests in flight).
         window_s = runtime.settings.coalesce_window_ms / 1000
-        self._coalescer = Coalescer(
-            runtime.engines.score, window_s if runtime.settings.backend == "vllm" else None
+        vllm = runtime.settings.backend == "vllm"
+        self._coalescer: Coalescer | None = Coalescer(
+            runtime.engines.score, window_s if vllm else None
         )
+        if vllm and window_s == 0:
+            self._coalescer = None
         # One tokenizer thread: off the event loop, and never two calls into one Rust
         # tokenizer at once.
         self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
@@ -125,6 +130,8 @@ class ScoringService:
         try:
             async with asyncio.timeout(timeout):
                 # Leaving this block by timeout cancels both engines' work, which aborts it.
+                if self._coalescer is None:
+                    return await self.runtime.engines.score(batch, request_id)
                 return await self._coalescer.score(batch, request_id)
         except TimeoutError as error:
             raise DeadlineExceeded(f"the request did not finish within {timeout:g} s") from error

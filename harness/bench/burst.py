@@ -12,7 +12,8 @@ each client while /health is asked every 100 ms as the kubelet would (5 s timeou
 over the batched time is the figure (min/median/max over rounds). CPU seconds of the server's
 processes (the API process, each engine's core and worker) in each phase size the pod's CPU
 request. Both clients run because the client itself is part of what a burst costs on a small
-machine (httpx takes ~17x aiohttp's CPU per request; it is what `dense_reward_client` uses).
+machine (httpx takes ~17x aiohttp's CPU per request, measured here too with 200 concurrent GET
+/health; httpx is what `dense_reward_client` uses).
 Writes loadtest/results/burst-<UTC>.json.
 """
 
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import psutil
@@ -36,7 +38,7 @@ from harness.bench import environment as env
 from harness.bench.clients import Client, make_client
 from harness.bench.environment import log, shown
 from harness.paths import RESULTS, pair_settings
-from harness.servers import ServiceProcess
+from harness.servers import ServiceProcess, pooled_limits
 
 HEALTH_TIMEOUT_S = 5.0  # k8s/base/deployment.yaml's livenessProbe timeoutSeconds
 HEALTH_EVERY_S = 0.1
@@ -169,6 +171,27 @@ async def lone_latency(server: ServiceProcess, count: int, gap_s: float) -> dict
     }
 
 
+async def client_cost(url: str, kind: str, count: int = 200) -> dict[str, float]:
+    """`count` concurrent GET /health from a fresh client: wall and this process's CPU seconds
+    (the server does next to nothing: what is measured is the client)."""
+    started, cpu = time.perf_counter(), psutil.Process().cpu_times()
+    if kind == "httpx":
+        async with httpx.AsyncClient(timeout=None, limits=pooled_limits()) as http:
+            await asyncio.gather(*(http.get(url + "/health") for _ in range(count)))
+    else:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def get() -> None:
+                async with session.get(url + "/health") as answer:
+                    await answer.read()
+
+            await asyncio.gather(*(get() for _ in range(count)))
+    after = psutil.Process().cpu_times()
+    used = after.user + after.system - cpu.user - cpu.system
+    return {"wall_s": round(time.perf_counter() - started, 3), "cpu_s": round(used, 3)}
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {
         "min": round(min(values), 3),
@@ -207,6 +230,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lone = asyncio.run(lone_latency(server, args.lone, LONE_GAP_S))
             log(f" {backend} lone request: {json.dumps(lone)}")
             report["backends"].setdefault(backend, {})["lone"] = lone
+            costs = {kind: asyncio.run(client_cost(server.url, kind)) for kind in args.clients}
+            log(f" 200 concurrent GET /health, per client: {json.dumps(costs)}")
+            report["client_cost"] = costs
             asyncio.run(one_round(server, "aiohttp", 16, rng))  # warm-up
             for client_kind in args.clients:
                 rounds = [
@@ -245,7 +271,8 @@ def main(argv: list[str]) -> None:
     log(f"wrote {shown(path)}")
     summary = {
         backend: {
-            client: {k: v[k] for k in ("ratio", "health_max_s")} for client, v in kinds.items()
+            client: v if client == "lone" else {k: v[k] for k in ("ratio", "health_max_s")}
+            for client, v in kinds.items()
         }
         for backend, kinds in report["backends"].items()
     }
