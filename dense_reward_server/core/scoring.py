@@ -72,11 +72,11 @@ class ScoringService:
         # sharing.Primers still shares prompts across requests in flight).
         window_s = runtime.settings.coalesce_window_ms / 1000
         vllm = runtime.settings.backend == "vllm"
-        self._coalescer: Coalescer | None = Coalescer(
-            runtime.engines.score, window_s if vllm else None
+        self._coalescer = (
+            None
+            if vllm and window_s == 0
+            else Coalescer(runtime.engines.score, window_s if vllm else None)
         )
-        if vllm and window_s == 0:
-            self._coalescer = None
         # One tokenizer thread: off the event loop, and never two calls into one Rust
         # tokenizer at once.
         self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
