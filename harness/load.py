@@ -62,3 +62,8 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float | None]:
     values = np.asarray(latencies, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99]).tolist()
     return {"p50": p50, "p90": p90, "p99": p99, "mean": float(values.mean())}
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min, median and max of repeated measurements (rounds of a benchmark)."""
+    return {"min": min(values), "median": float(np.median(values)), "max": max(values)}

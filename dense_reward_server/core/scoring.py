@@ -72,10 +72,10 @@ class ScoringService:
         # sharing.Primers still shares prompts across requests in flight).
         window_s = runtime.settings.coalesce_window_ms / 1000
         vllm = runtime.settings.backend == "vllm"
-        self._coalescer = (
-            None
+        self._score_batch = (
+            runtime.engines.score
             if vllm and window_s == 0
-            else Coalescer(runtime.engines.score, window_s if vllm else None)
+            else Coalescer(runtime.engines.score, window_s if vllm else None).score
         )
         # One tokenizer thread: off the event loop, and never two calls into one Rust
         # tokenizer at once.
@@ -130,9 +130,7 @@ class ScoringService:
         try:
             async with asyncio.timeout(timeout):
                 # Leaving this block by timeout cancels both engines' work, which aborts it.
-                if self._coalescer is None:
-                    return await self.runtime.engines.score(batch, request_id)
-                return await self._coalescer.score(batch, request_id)
+                return await self._score_batch(batch, request_id)
         except TimeoutError as error:
             raise DeadlineExceeded(f"the request did not finish within {timeout:g} s") from error
         except ServiceError:

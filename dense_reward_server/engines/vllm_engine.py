@@ -9,8 +9,8 @@ Prefix sharing: requests read vLLM's prefix cache, with every hit capped at the 
 row by `vllm_scheduler.ScoringScheduler`. Sequences that share a prompt, in one request or in
 several in flight together (`sharing.Primers`), are sent after one of them has put the prompt
 in the cache (requests scheduled in the same step do not hit each other); later requests
-repeating a prompt hit it too. Every result is guarded: a hit
-past the first scored row is rescored with cache reads off, never returned.
+repeating a prompt hit it too. Every result is guarded: a hit past the first scored row is
+rescored with cache reads off, never returned.
 """
 
 from __future__ import annotations

@@ -23,26 +23,27 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiohttp
 import httpx
 import orjson
 import psutil
 
+from harness import load
 from harness.bench import environment as env
 from harness.bench.clients import Client, make_client
 from harness.bench.environment import log, shown
 from harness.paths import RESULTS, pair_settings
-from harness.servers import ServiceProcess, pooled_limits
+from harness.servers import ServiceProcess
 
 HEALTH_TIMEOUT_S = 5.0  # k8s/base/deployment.yaml's livenessProbe timeoutSeconds
 HEALTH_EVERY_S = 0.1
 LONE_GAP_S = 0.05  # between lone requests: the engines go idle
+T = TypeVar("T")
 
 
 def items(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -92,15 +93,33 @@ async def probe_health(url: str, stop: asyncio.Event, seen: list[float]) -> None
             await asyncio.sleep(HEALTH_EVERY_S)
 
 
-async def timed(client: Client, url: str, bodies: list[bytes]) -> float:
-    """All bodies at once; seconds until the last answer (every answer must be 200)."""
+async def probed(url: str, work: Awaitable[T]) -> tuple[T, list[float]]:
+    """`work`'s result, and the seconds of each /health probe made while it ran."""
+    health: list[float] = []
+    stop = asyncio.Event()
+    prober = asyncio.create_task(probe_health(url, stop, health))
+    try:
+        return await work, health
+    finally:
+        stop.set()
+        await prober
+
+
+async def send_all(client: Client, url: str, bodies: list[bytes]) -> tuple[float, list[bytes]]:
+    """All bodies at once: seconds until the last answer, and the answers (each must be 200)."""
     started = time.perf_counter()
     answers = await asyncio.gather(*(client.post(url, body) for body in bodies))
     elapsed = time.perf_counter() - started
     bad = [status for status, _, _ in answers if status != 200]
     if bad:
         raise RuntimeError(f"{len(bad)} requests failed, statuses {sorted(set(bad))}")
-    return elapsed
+    return elapsed, [content for _, _, content in answers]
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process (the load generator and the prober) has used."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
 
 
 async def one_round(
@@ -111,21 +130,14 @@ async def one_round(
     client = make_client(client_kind)
     try:
         meter.start()
-        batched = await timed(client, url, [orjson.dumps({"items": items(rng, count)})])
+        batched, _ = await send_all(client, url, [orjson.dumps({"items": items(rng, count)})])
         batched_cpu = meter.stop()
         bodies = [orjson.dumps({"items": [item]}) for item in items(rng, count)]
-        health: list[float] = []
-        stop = asyncio.Event()
-        prober = asyncio.create_task(probe_health(server.url, stop, health))
-        client_cpu = psutil.Process().cpu_times()
+        client_cpu = own_cpu_s()
         meter.start()
-        try:
-            burst = await timed(client, url, bodies)
-        finally:
-            stop.set()
-            await prober
+        (burst, _), health = await probed(server.url, send_all(client, url, bodies))
         burst_cpu = meter.stop()
-        after = psutil.Process().cpu_times()
+        client_cpu = own_cpu_s() - client_cpu
     finally:
         await client.close()
     return {
@@ -137,9 +149,7 @@ async def one_round(
         "cpu_s_batched": batched_cpu,
         "cpu_s_burst": burst_cpu,
         # This process: the load generator and the prober.
-        "client_cpu_s_burst": round(
-            after.user + after.system - client_cpu.user - client_cpu.system, 2
-        ),
+        "client_cpu_s_burst": round(client_cpu, 2),
     }
 
 
@@ -156,17 +166,15 @@ async def lone_latency(server: ServiceProcess, count: int, gap_s: float) -> dict
                 "prompt_token_ids": [rng.randrange(3, 1000) for _ in range(32)],
                 "completion_token_ids": [rng.randrange(3, 1000) for _ in range(96)],
             }
-            latencies.append(await timed(client, url, [orjson.dumps({"items": [item]})]))
+            elapsed, _ = await send_all(client, url, [orjson.dumps({"items": [item]})])
+            latencies.append(elapsed)
             await asyncio.sleep(gap_s)
     finally:
         await client.close()
-    p50, p90 = (
-        statistics.quantiles(latencies[5:], n=10)[4],
-        statistics.quantiles(latencies[5:], n=10)[8],
-    )
+    summary = load.latency_summary(latencies[5:])
     return {
-        "p50_ms": round(1000 * p50, 1),
-        "p90_ms": round(1000 * p90, 1),
+        "p50_ms": round(1000 * (summary["p50"] or 0), 1),
+        "p90_ms": round(1000 * (summary["p90"] or 0), 1),
         "max_ms": round(1000 * max(latencies[5:]), 1),
     }
 
@@ -174,30 +182,14 @@ async def lone_latency(server: ServiceProcess, count: int, gap_s: float) -> dict
 async def client_cost(url: str, kind: str, count: int = 200) -> dict[str, float]:
     """`count` concurrent GET /health from a fresh client: wall and this process's CPU seconds
     (the server does next to nothing: what is measured is the client)."""
-    started, cpu = time.perf_counter(), psutil.Process().cpu_times()
-    if kind == "httpx":
-        async with httpx.AsyncClient(timeout=None, limits=pooled_limits()) as http:
-            await asyncio.gather(*(http.get(url + "/health") for _ in range(count)))
-    else:
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def get() -> None:
-                async with session.get(url + "/health") as answer:
-                    await answer.read()
-
-            await asyncio.gather(*(get() for _ in range(count)))
-    after = psutil.Process().cpu_times()
-    used = after.user + after.system - cpu.user - cpu.system
+    started, cpu = time.perf_counter(), own_cpu_s()
+    client = make_client(kind)
+    try:
+        await asyncio.gather(*(client.get(url + "/health") for _ in range(count)))
+    finally:
+        await client.close()
+    used = own_cpu_s() - cpu
     return {"wall_s": round(time.perf_counter() - started, 3), "cpu_s": round(used, 3)}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {
-        "min": round(min(values), 3),
-        "median": round(statistics.median(values), 3),
-        "max": round(max(values), 3),
-    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,8 +235,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     shown_keys = ("batched_s", "burst_s", "ratio", "health_max_s")
                     log(f" {backend} {client_kind}: {json.dumps({k: r[k] for k in shown_keys})}")
                 report["backends"].setdefault(backend, {})[client_kind] = {
-                    "ratio": spread([r["ratio"] for r in rounds]),
-                    "health_max_s": spread([r["health_max_s"] for r in rounds]),
+                    "ratio": load.spread([r["ratio"] for r in rounds]),
+                    "health_max_s": load.spread([r["health_max_s"] for r in rounds]),
                     "rounds": rounds,
                 }
         finally:

@@ -27,6 +27,10 @@ class Client(Protocol):
         """(status, timing headers, body); raises ClientError on transport errors."""
         ...
 
+    async def get(self, url: str) -> int:
+        """The status of a GET; raises ClientError on transport errors."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -56,6 +60,12 @@ class HttpxClient:
             raise ClientError(str(exc)) from exc
         return response.status_code, timing(response.headers), response.content
 
+    async def get(self, url: str) -> int:
+        try:
+            return (await self._client.get(url)).status_code
+        except httpx.TransportError as exc:
+            raise ClientError(str(exc)) from exc
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -76,6 +86,14 @@ class AiohttpClient:
             async with self._session.post(url, data=body, headers=JSON_HEADERS) as response:
                 content = await response.read()
                 return response.status, timing(response.headers), content
+        except self._errors as exc:
+            raise ClientError(str(exc)) from exc
+
+    async def get(self, url: str) -> int:
+        try:
+            async with self._session.get(url) as response:
+                await response.read()
+                return response.status
         except self._errors as exc:
             raise ClientError(str(exc)) from exc
 

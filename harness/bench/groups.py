@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import load
 from harness.bench import environment as env
 from harness.bench.cli import (
     make_system,
@@ -88,10 +89,7 @@ def measure(system: System, pools: list[list[Request]]) -> dict[str, Any]:
             capacity = system.capacity(requests, CONCURRENCY, 0.0, len(requests) - 1)
             values[round_name].append(capacity)
     figures: dict[str, Any] = {name: statistics.median(v) for name, v in values.items()}
-    figures["spread"] = {
-        name: {"min": min(v), "median": statistics.median(v), "max": max(v), "all": v}
-        for name, v in values.items()
-    }
+    figures["spread"] = {name: {**load.spread(v), "all": v} for name, v in values.items()}
     return figures
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,12 +57,18 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def busy(engine: GatedEngine, window_s: float) -> tuple[Coalescer, asyncio.Task[Any]]:
+    """A coalescer whose engine is busy with a first request (token 10), held at its gate."""
+    coalescer = Coalescer(engine.score, window_s)
+    first = asyncio.create_task(coalescer.score([seq(10)], "a"))
+    await settle()
+    return coalescer, first
+
+
 def test_a_lone_request_goes_at_once_and_later_ones_go_together() -> None:
     async def run() -> None:
         engine = GatedEngine()
-        coalescer = Coalescer(engine.score, LONG)
-        first = asyncio.create_task(coalescer.score([seq(10)], "a"))
-        await settle()
+        coalescer, first = await busy(engine, LONG)
         assert engine.calls == [[10]]  # no window waited for
         rest = [
             asyncio.create_task(coalescer.score([seq(t), seq(t + 50)], f"r{t}")) for t in (20, 30)
@@ -83,9 +90,7 @@ def test_a_lone_request_goes_at_once_and_later_ones_go_together() -> None:
 def test_the_window_sends_waiting_requests_while_the_engines_are_still_busy() -> None:
     async def run() -> None:
         engine = GatedEngine()
-        coalescer = Coalescer(engine.score, 0.0)
-        first = asyncio.create_task(coalescer.score([seq(10)], "a"))
-        await settle()
+        coalescer, first = await busy(engine, 0.0)
         second = asyncio.create_task(coalescer.score([seq(20)], "b"))
         while len(engine.calls) < 2:  # sent after the window, the first still unanswered
             await asyncio.sleep(0.001)
@@ -101,9 +106,7 @@ def test_the_window_sends_waiting_requests_while_the_engines_are_still_busy() ->
 def test_a_request_that_leaves_is_dropped_and_an_abandoned_batch_is_cancelled() -> None:
     async def run() -> None:
         engine = GatedEngine()
-        coalescer = Coalescer(engine.score, LONG)
-        first = asyncio.create_task(coalescer.score([seq(10)], "a"))
-        await settle()
+        coalescer, first = await busy(engine, LONG)
         waiting = asyncio.create_task(coalescer.score([seq(20)], "gone"))
         kept = asyncio.create_task(coalescer.score([seq(30)], "kept"))
         await settle()
@@ -125,9 +128,7 @@ def test_a_request_that_leaves_is_dropped_and_an_abandoned_batch_is_cancelled() 
 def test_a_failed_batch_is_scored_again_request_by_request() -> None:
     async def run() -> None:
         engine = GatedEngine(poison=66)
-        coalescer = Coalescer(engine.score, LONG)
-        first = asyncio.create_task(coalescer.score([seq(10)], "a"))
-        await settle()
+        coalescer, first = await busy(engine, LONG)
         good = asyncio.create_task(coalescer.score([seq(20)], "good"))
         bad = asyncio.create_task(coalescer.score([seq(66)], "bad"))
         await settle()
