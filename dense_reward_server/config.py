@@ -15,6 +15,8 @@ Backend = Literal["vllm", "transformers"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PROG = "dense-reward-server"
+BASELINE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+RESERVED_NAMES = ("sft", "base")
 # Settings whose values never appear in an error message.
 SECRET_SETTINGS = frozenset({"api_keys"})
 
@@ -80,6 +82,39 @@ class Settings(BaseSettings):
         "model",
         description="model: r = beta*(log pi_sft - log pi_base); none: r = beta*log pi_sft "
         "(no base engine is loaded; an ablation, it carries a length penalty).",
+    )
+    extra_baselines: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Further baseline policies, each loaded as its own engine beside base: "
+        'name -> local folder or model id, a JSON object ({"half": "ckpt/half"}) or '
+        "name=path pairs separated by commas; a request's `baselines` picks the ones whose "
+        "most likely log-prob per token is the reference (the pessimistic reward).",
+    )
+    reward_baselines: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Default of a request's `baselines`: names among base and the extra "
+        "baselines (JSON list or comma-separated); default: base alone.",
+    )
+    ref_logprob_floor: float | None = Field(
+        None,
+        le=0,
+        allow_inf_nan=False,
+        description="Default floor on the reference log-prob (a request's `ref_logprob_floor`): "
+        "a token's reward is then at most beta*(log pi_sft - floor); default none.",
+    )
+    reward_clip_min: float | None = Field(
+        None, allow_inf_nan=False, description="Default lower bound of each token's reward."
+    )
+    reward_clip_max: float | None = Field(
+        None, allow_inf_nan=False, description="Default upper bound of each token's reward."
+    )
+    aggregate: Literal["sum", "mean", "min", "soft_min"] = Field(
+        "sum",
+        description="Default sequence aggregate (`aggregate_reward`, group scores, returns): "
+        "sum, mean, min, or soft_min (softmax(-r/T)-weighted sum, PURE's min-form).",
+    )
+    soft_min_temperature: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="Default temperature T of soft_min."
     )
     sft_revision: str | None = Field(None, description="Revision of the SFT model, if a hub id.")
     base_revision: str | None = Field(None, description="Revision of the base model, if a hub id.")
@@ -258,6 +293,43 @@ class Settings(BaseSettings):
             return json_or_value(text, "starts with '[' but is not a JSON list of strings")
         return [key.strip() for key in re.split(r"[,\n]", text) if key.strip()]
 
+    @field_validator("extra_baselines", mode="before")
+    @classmethod
+    def _parse_extra_baselines(cls, value: Any) -> Any:
+        """A JSON object, or `name=path` pairs separated by commas."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            return json_or_value(text, 'must be a JSON object, e.g. {"half": "ckpt/half"}')
+        pairs = [pair.split("=", 1) for pair in text.split(",") if pair.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("must be name=path pairs separated by commas, or a JSON object")
+        return {name.strip(): path.strip() for name, path in pairs}
+
+    @field_validator("extra_baselines")
+    @classmethod
+    def _baseline_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, model in value.items():
+            if not BASELINE_NAME.fullmatch(name) or name in RESERVED_NAMES:
+                raise ValueError(
+                    f"baseline name {name!r} must be lowercase letters, digits, - or _ and not "
+                    f"{' or '.join(RESERVED_NAMES)}"
+                )
+            if not model:
+                raise ValueError(f"baseline {name!r} names no model")
+        return value
+
+    @field_validator("reward_baselines", mode="before")
+    @classmethod
+    def _parse_reward_baselines(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json_or_value(text, "must be a JSON list of baseline names")
+        return [name.strip() for name in text.split(",") if name.strip()]
+
     @field_validator("sft_devices", "base_devices")
     @classmethod
     def _gpu_ids(cls, value: str | None) -> str | None:
@@ -297,6 +369,32 @@ class Settings(BaseSettings):
                 f"allowed ({self.max_request_timeout_s:g} s)",
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_baselines(self) -> Settings:
+        if self.extra_baselines and self.baseline != "model":
+            raise SettingsConflict(
+                ("extra_baselines", "baseline"), "extra baselines need baseline=model"
+            )
+        known = self.baseline_names()
+        for name in self.reward_baselines or []:
+            if name not in known:
+                raise SettingsConflict(
+                    ("reward_baselines",),
+                    f"{name!r} is not a loaded baseline (loaded: {', '.join(known) or 'none'})",
+                )
+        if self.reward_baselines == []:
+            raise SettingsConflict(("reward_baselines",), "names no baseline")
+        low, high = self.reward_clip_min, self.reward_clip_max
+        if low is not None and high is not None and low > high:
+            raise SettingsConflict(
+                ("reward_clip_min", "reward_clip_max"), f"the bounds are reversed ({low} > {high})"
+            )
+        return self
+
+    def baseline_names(self) -> list[str]:
+        """The baselines the server loads: base (unless baseline=none), then the extras."""
+        return (["base"] if self.baseline == "model" else []) + list(self.extra_baselines)
 
     @model_validator(mode="after")
     def _read_keys_file(self) -> Settings:

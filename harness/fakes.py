@@ -71,11 +71,19 @@ class FakeEngine:
 
 
 def fake_factory(
-    vocab_size: int, delay_s: float = 0.0, *, baseline: bool = True
+    vocab_size: int,
+    delay_s: float = 0.0,
+    *,
+    baseline: bool = True,
+    extra: Sequence[str] = (),
 ) -> tuple[EnginePair, object]:
-    """A fake pair and the engine factory that hands it out; `baseline=False`: SFT only."""
+    """A fake pair and the engine factory that hands it out; `baseline=False`: SFT only;
+    `extra`: names of further baselines (salts 11, 13, ...)."""
     base = FakeEngine("base", 7, vocab_size, delay_s) if baseline else None
-    pair = EnginePair(FakeEngine("sft", 3, vocab_size, delay_s), base)
+    extras = {
+        name: FakeEngine(name, 11 + 2 * k, vocab_size, delay_s) for k, name in enumerate(extra)
+    }
+    pair = EnginePair(FakeEngine("sft", 3, vocab_size, delay_s), base, extras)
 
     def factory(_: Settings) -> LoadedPair:
         seconds = {engine.info.role: 0.0 for engine in pair.engines}

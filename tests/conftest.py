@@ -64,7 +64,8 @@ def fake_server(
         *, vocab_size: int = 100_000, delay_s: float = 0.0, **settings: object
     ) -> Iterator[FakeServer]:
         baseline = settings.get("baseline", "model") == "model"
-        pair, factory = fake_factory(vocab_size, delay_s, baseline=baseline)
+        extra = list(settings.get("extra_baselines", {}))  # type: ignore[call-overload]
+        pair, factory = fake_factory(vocab_size, delay_s, baseline=baseline, extra=extra)
         with ThreadServer(settings_for(**settings), factory) as server:
             yield FakeServer(server.url, pair, server)
 

@@ -207,3 +207,58 @@ def test_api_keys_file_must_be_readable(tmp_path: Path) -> None:
     (tmp_path / "keys").write_bytes(b"\xff\xfe")
     with pytest.raises(ValidationError, match="UTF-8"):
         Settings(api_keys_file=tmp_path / "keys")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{"half": "ckpt/half", "early": "ckpt/early"}', "half=ckpt/half, early=ckpt/early"],
+)
+def test_extra_baselines_take_json_or_name_path_pairs(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRS_EXTRA_BASELINES", value)
+    settings = Settings(_cli_parse_args=["--reward-baselines", "base,half"])
+    assert settings.extra_baselines == {"half": "ckpt/half", "early": "ckpt/early"}
+    assert settings.baseline_names() == ["base", "half", "early"]
+    assert settings.reward_baselines == ["base", "half"]
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"DRS_EXTRA_BASELINES": "sft=ckpt/x"},
+            "invalid setting DRS_EXTRA_BASELINES / --extra-baselines: baseline name 'sft' must "
+            "be lowercase letters, digits, - or _ and not sft or base (got 'sft=ckpt/x')",
+        ),
+        (
+            {"DRS_EXTRA_BASELINES": "half"},
+            "invalid setting DRS_EXTRA_BASELINES / --extra-baselines: must be name=path pairs "
+            "separated by commas, or a JSON object (got 'half')",
+        ),
+        (
+            {"DRS_REWARD_BASELINES": "half"},
+            "invalid setting DRS_REWARD_BASELINES / --reward-baselines: 'half' is not a loaded "
+            "baseline (loaded: base)",
+        ),
+        (
+            {"DRS_EXTRA_BASELINES": "half=x", "DRS_BASELINE": "none"},
+            "invalid settings DRS_EXTRA_BASELINES / --extra-baselines and DRS_BASELINE / "
+            "--baseline: extra baselines need baseline=model",
+        ),
+        (
+            {"DRS_REWARD_CLIP_MIN": "2", "DRS_REWARD_CLIP_MAX": "1"},
+            "invalid settings DRS_REWARD_CLIP_MIN / --reward-clip-min and DRS_REWARD_CLIP_MAX / "
+            "--reward-clip-max: the bounds are reversed (2.0 > 1.0)",
+        ),
+        (
+            {"DRS_REF_LOGPROB_FLOOR": "3"},
+            "invalid setting DRS_REF_LOGPROB_FLOOR / --ref-logprob-floor: must be less than or "
+            "equal to 0 (got '3')",
+        ),
+    ],
+)
+def test_bad_reward_settings_are_one_line(
+    env: dict[str, str], line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert errors_of(env, [], monkeypatch) == [f"dense-reward-server: {line}"]

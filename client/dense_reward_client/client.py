@@ -28,7 +28,7 @@ from dense_reward_client.routing import routing_headers
 
 # 502: a balancer in front of replicas lost one mid-request; scoring is idempotent, so retry.
 RETRY_STATUSES = frozenset({429, 502, 503})
-FLOAT_ARRAYS = ("rewards", "sft_logprobs", "base_logprobs", "returns")
+FLOAT_ARRAYS = ("rewards", "sft_logprobs", "base_logprobs", "ref_logprobs", "returns")
 
 
 class RewardServerError(Exception):
@@ -134,6 +134,9 @@ def decode_result(result: dict[str, Any]) -> dict[str, Any]:
     for name in FLOAT_ARRAYS:
         if isinstance(result.get(name), str):
             result[name] = decode_floats(result[name])
+    for name, values in (result.get("baseline_logprobs") or {}).items():
+        if isinstance(values, str):
+            result["baseline_logprobs"][name] = decode_floats(values)
     if isinstance(result.get("token_ids"), str):
         result["token_ids"] = decode_ints(result["token_ids"])
     if isinstance(result.get("offsets"), str):

@@ -36,4 +36,5 @@ class RewardItem(TypedDict, total=False):
 
 
 # Per-token arrays a result may carry besides the rewards (the server's schema uses this one).
-Include = Literal["tokens", "offsets", "logprobs", "returns"]
+# `baselines`: every loaded baseline's log-probs and the reference the reward used.
+Include = Literal["tokens", "offsets", "logprobs", "returns", "baselines"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from dense_reward_client.types import Include
 from pydantic import (
@@ -18,8 +18,17 @@ from pydantic import (
 
 from dense_reward_server.api.wire import View
 from dense_reward_server.core.request import ScoreRequest
+from dense_reward_server.rewards.maths import Aggregate
 
 DEFAULT_INCLUDE: list[Include] = ["logprobs"]
+REWARD_FIELDS = (
+    "baselines",
+    "ref_logprob_floor",
+    "reward_clip_min",
+    "reward_clip_max",
+    "aggregate",
+    "soft_min_temperature",
+)
 
 
 def _unicode_text(value: str) -> str:
@@ -140,6 +149,41 @@ class TokenRewardsRequest(BaseModel):
     encoding: Literal["json", "base64"] = Field(
         "json", description="base64: per-token arrays as base64 little-endian float32/int32."
     )
+    # Reward guards. Absent: the server's default (the setting of the same name, `baselines`:
+    # reward_baselines); null: off.
+    baselines: list[Text] | None = Field(
+        None,
+        min_length=1,
+        description="Loaded baselines (GET /v1/models) whose most likely log-prob per token is "
+        "the reference: r = beta*(log pi_sft - max_k log pi_k), the pessimistic reward.",
+    )
+    ref_logprob_floor: StrictFloat | None = Field(
+        None,
+        le=0,
+        allow_inf_nan=False,
+        description="Floor on the reference log-prob: a token earns at most "
+        "beta*(log pi_sft - floor).",
+    )
+    reward_clip_min: StrictFloat | None = Field(
+        None, allow_inf_nan=False, description="Lower bound of each token's reward."
+    )
+    reward_clip_max: StrictFloat | None = Field(
+        None, allow_inf_nan=False, description="Upper bound of each token's reward."
+    )
+    aggregate: Aggregate | None = Field(
+        None,
+        description="The sequence score in `aggregate_reward`, group scores and returns: sum, "
+        "mean, min, or soft_min (softmax(-r/T)-weighted sum of the rewards).",
+    )
+    soft_min_temperature: StrictFloat | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Temperature T of soft_min."
+    )
+
+    def reward_fields(self) -> dict[str, Any]:
+        """The reward fields this request set (null included), for the service to resolve."""
+        return {
+            name: getattr(self, name) for name in REWARD_FIELDS if name in self.model_fields_set
+        }
 
     def to_score_request(self) -> ScoreRequest:
         """What the scoring service needs (it knows no HTTP schema and no display option)."""
@@ -150,6 +194,7 @@ class TokenRewardsRequest(BaseModel):
             append_eos=self.append_eos,
             tokenizer_fingerprint=self.tokenizer_fingerprint,
             timeout_s=self.timeout_s,
+            reward=self.reward_fields(),
         )
 
     def view(self) -> View:
@@ -185,16 +230,27 @@ class TokenRewardResult(BaseModel):
     rewards: list[float | None] | Base64Array
     total_reward: float
     mean_reward: float | None
+    aggregate_reward: float | None = Field(
+        ..., description="The request's aggregate of the rewards (the total for sum)."
+    )
     scored_tokens: int
     tokens: list[str] | None = None
     offsets: list[tuple[int, int]] | Base64Array | None = None
     sft_logprobs: list[float] | Base64Array | None = None
     base_logprobs: list[float] | Base64Array | None = None
+    ref_logprobs: list[float] | Base64Array | None = Field(
+        None, description="include baselines: the reference the reward used (max, floored)."
+    )
+    baseline_logprobs: dict[str, list[float] | Base64Array] | None = Field(
+        None, description="include baselines: every loaded baseline's log-probs, by name."
+    )
     returns: list[float | None] | Base64Array | None = None
     steps: list[StepResult] | None = None
 
 
 class GroupStats(BaseModel):
+    """Over each completion's `aggregate_reward` (the total by default)."""
+
     size: int
     mean_total_reward: float
     std_total_reward: float
@@ -211,11 +267,23 @@ class GroupResult(BaseModel):
     group: GroupStats
 
 
+class RewardRef(BaseModel):
+    """The reward the results used: the request's fields resolved against the defaults."""
+
+    baselines: list[str]
+    ref_logprob_floor: float | None
+    reward_clip_min: float | None
+    reward_clip_max: float | None
+    aggregate: Aggregate
+    soft_min_temperature: float
+
+
 class ModelRef(BaseModel):
     sft: str
     base: str | None = Field(..., description="null with DRS_BASELINE=none (no base model).")
     beta: float
     tokenizer_fingerprint: str
+    reward: RewardRef
 
 
 class Usage(BaseModel):
@@ -240,7 +308,7 @@ class ModelCard(BaseModel):
 
     id: str
     object: Literal["model"] = "model"
-    role: Literal["sft", "base"]
+    role: str = Field(..., description="sft, base, or an extra baseline's name.")
     model: str
     revision: str | None
     backend: str

@@ -14,7 +14,7 @@ import numpy as np
 from dense_reward_client import encoding
 from dense_reward_client.types import Include
 
-from dense_reward_server.core.results import ScoredItem, ScoredSequence
+from dense_reward_server.core.results import RewardSpec, ScoredItem, ScoredSequence
 from dense_reward_server.core.scoring import Scored, ScoringService
 from dense_reward_server.rewards import steps
 from dense_reward_server.rewards.groups import GroupBaseline, group_scores, group_stats
@@ -44,6 +44,7 @@ def token_rewards_body(scored: Scored, view: View, service: ScoringService) -> d
             "base": runtime.settings.base_model if service.has_baseline else None,
             "beta": scored.beta,
             "tokenizer_fingerprint": runtime.tokenizer.fingerprint,
+            "reward": reward_body(scored.spec),
         },
         "results": [item_body(item, view, token_strings) for item in scored.items],
         "usage": {
@@ -54,6 +55,18 @@ def token_rewards_body(scored: Scored, view: View, service: ScoringService) -> d
     }
 
 
+def reward_body(spec: RewardSpec) -> dict[str, Any]:
+    guards = spec.guards
+    return {
+        "baselines": list(spec.baselines),
+        "ref_logprob_floor": guards.ref_floor,
+        "reward_clip_min": guards.clip_min,
+        "reward_clip_max": guards.clip_max,
+        "aggregate": guards.aggregate,
+        "soft_min_temperature": guards.temperature,
+    }
+
+
 def item_body(item: ScoredItem, view: View, token_strings: TokenStrings) -> dict[str, Any]:
     """A single item's result, or a group's: its members' results plus group statistics."""
     members = [sequence_body(j, seq, view, token_strings) for j, seq in enumerate(item.sequences)]
@@ -61,11 +74,12 @@ def item_body(item: ScoredItem, view: View, token_strings: TokenStrings) -> dict
     if not prepared.is_group:
         members[0]["index"] = prepared.index
         return members[0]
-    totals = item.totals()
-    group: dict[str, Any] = group_stats(totals)
+    # A member with nothing scored counts 0, as its total does.
+    scores = np.nan_to_num(item.aggregates(), nan=0.0)
+    group: dict[str, Any] = group_stats(scores)
     if view.group_baseline is not None:
         group["baseline"] = view.group_baseline
-        group["scores"] = group_scores(totals, view.group_baseline)
+        group["scores"] = group_scores(scores, view.group_baseline)
     return {"index": prepared.index, "id": prepared.id, "completions": members, "group": group}
 
 
@@ -77,6 +91,8 @@ def sequence_body(
     if "logprobs" in view.include:
         arrays["sft_logprobs"] = scored.sft
         arrays["base_logprobs"] = scored.base
+    if "baselines" in view.include:
+        arrays["ref_logprobs"] = scored.ref
     if rewards.returns is not None:
         arrays["returns"] = rewards.returns.astype(np.float32)
     ids = seq.completion_ids
@@ -88,6 +104,7 @@ def sequence_body(
         "token_ids": encoding.encode_ints(ids) if view.base64 else ids,
         "total_reward": rewards.total,
         "mean_reward": rewards.mean,
+        "aggregate_reward": rewards.aggregate,
         "scored_tokens": rewards.scored_tokens,
     }
     for name, values in arrays.items():
@@ -95,6 +112,11 @@ def sequence_body(
         result[name] = (
             encoding.encode_floats(values) if view.base64 and values is not None else values
         )
+    if "baselines" in view.include:
+        result["baseline_logprobs"] = {
+            name: encoding.encode_floats(values) if view.base64 else values
+            for name, values in scored.baselines.items()
+        }
     if "tokens" in view.include:
         result["tokens"] = token_strings(ids)
     if "offsets" in view.include:

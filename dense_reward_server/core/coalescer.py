@@ -44,13 +44,7 @@ class Waiting:
 def split(merged: PairLogprobs, sizes: Sequence[int]) -> list[PairLogprobs]:
     """Each request's share of a merged batch's results, in the order they were merged."""
     bounds = list(itertools.accumulate(sizes, initial=0))
-    return [
-        PairLogprobs(
-            sft=merged.sft[start:end],
-            base=None if merged.base is None else merged.base[start:end],
-        )
-        for start, end in itertools.pairwise(bounds)
-    ]
+    return [merged.sliced(start, end) for start, end in itertools.pairwise(bounds)]
 
 
 class Coalescer:

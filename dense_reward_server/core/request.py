@@ -6,9 +6,9 @@ API's business (`dense_reward_server.api.wire`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dense_reward_server.rewards.items import ItemLike
@@ -24,3 +24,6 @@ class ScoreRequest:
     append_eos: bool = False
     tokenizer_fingerprint: str | None = None
     timeout_s: float | None = None
+    # The reward fields the request set (null included: "off"); the rest are the server's
+    # defaults of the same names (`baselines` <- reward_baselines, the others alike).
+    reward: Mapping[str, Any] = field(default_factory=dict)

@@ -11,17 +11,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dense_reward_server.engines.base import PairLogprobs
 from dense_reward_server.rewards.items import PreparedItem, PreparedSequence
-from dense_reward_server.rewards.maths import SequenceRewards, check_finite, sequence_rewards
+from dense_reward_server.rewards.maths import (
+    PLAIN,
+    Guards,
+    SequenceRewards,
+    check_finite,
+    reference_logprobs,
+    sequence_rewards,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RewardSpec:
+    """Which baselines a request's reward is measured against, and its guards."""
+
+    baselines: tuple[str, ...]  # () : no baseline (reward = beta * log pi_sft)
+    guards: Guards = PLAIN
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredSequence:
-    """One completion with both models' log-probs and its rewards."""
+    """One completion with every model's log-probs and its rewards."""
 
     prepared: PreparedSequence
     sft: np.ndarray
-    base: np.ndarray | None  # None: no baseline model (reward = beta * log pi_sft)
+    base: np.ndarray | None  # the base engine's; None: no base model
+    baselines: dict[str, np.ndarray]  # every loaded baseline's, by name
+    ref: np.ndarray  # the reference the reward used (max over the spec's baselines, floored)
     rewards: SequenceRewards
 
 
@@ -35,11 +53,16 @@ class ScoredItem:
     def totals(self) -> np.ndarray:
         return np.array([s.rewards.total for s in self.sequences], dtype=np.float64)
 
+    def aggregates(self) -> np.ndarray:
+        """Each completion's aggregate reward (NaN where nothing was scored)."""
+        values = [s.rewards.aggregate for s in self.sequences]
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
 
 def score_items(
     prepared: Sequence[PreparedItem],
-    sft: Sequence[np.ndarray],
-    base: Sequence[np.ndarray] | None,
+    logprobs: PairLogprobs,
+    spec: RewardSpec,
     *,
     beta: float,
     gamma: float | None,
@@ -48,23 +71,27 @@ def score_items(
 
     A non-finite log-prob is an engine fault and fails the request with the item's index.
     """
+    loaded = logprobs.baselines()
     scored, cursor = [], 0
     for item in prepared:
         members = []
         for seq in item.sequences:
-            sft_lp = sft[cursor]
-            base_lp = None if base is None else base[cursor]
-            cursor += 1
+            sft_lp = logprobs.sft[cursor]
             check_finite(sft_lp, model="sft", index=item.index)
-            if base_lp is not None:
-                check_finite(base_lp, model="base", index=item.index)
-            rewards = sequence_rewards(
-                sft_lp,
-                np.zeros_like(sft_lp) if base_lp is None else base_lp,
-                beta=beta,
-                mask=seq.mask,
-                gamma=gamma,
+            by_name = {name: lps[cursor] for name, lps in loaded.items()}
+            cursor += 1
+            for name, lp in by_name.items():
+                check_finite(lp, model=name, index=item.index)
+            chosen = [by_name[name] for name in spec.baselines]
+            ref = (
+                reference_logprobs(chosen, spec.guards.ref_floor)
+                if chosen
+                else np.zeros_like(sft_lp)
             )
-            members.append(ScoredSequence(seq, sft_lp, base_lp, rewards))
+            rewards = sequence_rewards(
+                sft_lp, ref, beta=beta, mask=seq.mask, gamma=gamma, guards=spec.guards
+            )
+            base_lp = by_name.get("base")
+            members.append(ScoredSequence(seq, sft_lp, base_lp, by_name, ref, rewards))
         scored.append(ScoredItem(item, members))
     return scored

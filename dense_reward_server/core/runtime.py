@@ -46,15 +46,17 @@ def model_vocab_size(path: str, revision: str | None) -> int:
 
 def check_local_paths(settings: Settings) -> None:
     """A model given as a path (not a hub id) must be a folder: say so, not "bad repo id"."""
-    models = [("sft_model", settings.sft_model)]
+    models = [("sft_model", "sft_model", settings.sft_model)]
     if settings.baseline == "model":
-        models.append(("base_model", settings.base_model))
-    for name, model in models:
+        models.append(("base_model", "base_model", settings.base_model))
+    for extra, model in settings.extra_baselines.items():
+        models.append((f"baseline {extra!r}", "extra_baselines", model))
+    for name, setting, model in models:
         # A hub id is "name" or "org/name"; anything else that names no folder is a path.
         looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1
         looks_local = looks_local or Path(model).exists()
         if looks_local and not Path(model).expanduser().is_dir():
-            raise StartupError(f"{name} {model!r} is not a folder ({setting_names(name)})")
+            raise StartupError(f"{name} {model!r} is not a folder ({setting_names(setting)})")
 
 
 def load_runtime(settings: Settings, engine_factory: EngineFactory) -> Runtime:
@@ -69,6 +71,9 @@ def load_runtime(settings: Settings, engine_factory: EngineFactory) -> Runtime:
             )
             base_vocab = model_vocab_size(settings.base_model, settings.base_revision)
             check_same_vocabulary(sft_tok, base_tok, sft_vocab, base_vocab)
+        for model in settings.extra_baselines.values():
+            extra_tok = AutoTokenizer.from_pretrained(model)
+            check_same_vocabulary(sft_tok, extra_tok, sft_vocab, model_vocab_size(model, None))
     except (OSError, ValueError) as error:
         raise StartupError(f"cannot load the models' tokenizer or config: {error}") from error
     loaded = engine_factory(settings)

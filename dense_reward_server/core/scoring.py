@@ -10,27 +10,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from dense_reward_server import metrics
+from dense_reward_server.config import Settings
 from dense_reward_server.core.admission import TokenBudget
 from dense_reward_server.core.coalescer import Coalescer
 from dense_reward_server.core.request import ScoreRequest
-from dense_reward_server.core.results import ScoredItem, score_items
+from dense_reward_server.core.results import RewardSpec, ScoredItem, score_items
 from dense_reward_server.core.runtime import Runtime
 from dense_reward_server.engines.base import PairLogprobs
 from dense_reward_server.errors import (
     DeadlineExceeded,
+    InvalidRequest,
     ServerError,
     ServiceError,
     TokenizerMismatch,
 )
 from dense_reward_server.rewards.items import Limits, prepare_items
+from dense_reward_server.rewards.maths import Guards
 from dense_reward_server.sequence import ScoreInput
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class Scored:
     items: list[ScoredItem]
     usage: Usage
     beta: float
+    spec: RewardSpec
     engine_s: float = field(default=0.0)
 
 
@@ -89,6 +94,7 @@ class ScoringService:
         """Score every completion of the request; `Scored.engine_s` is the time spent waiting
         for both engines (admission to the last log-prob)."""
         self._check_request(request)
+        spec = reward_spec(self.settings, request.reward, request.returns_gamma)
         prepare = partial(
             prepare_items,
             request.items,
@@ -105,11 +111,11 @@ class ScoringService:
             engine_s = time.perf_counter() - started
         beta = request.beta if request.beta is not None else self.settings.beta
         gamma = request.returns_gamma
-        items = score_items(prepared, logprobs.sft, logprobs.base, beta=beta, gamma=gamma)
+        items = score_items(prepared, logprobs, spec, beta=beta, gamma=gamma)
         completion_tokens = sum(len(s.completion_ids) for s in batch)
         usage = Usage(tokens - completion_tokens, completion_tokens)
-        record_usage(items, usage, self.has_baseline)
-        return Scored(items, usage, beta, engine_s)
+        record_usage(items, usage, self.runtime.engines.named())
+        return Scored(items, usage, beta, spec, engine_s)
 
     def _check_request(self, request: ScoreRequest) -> None:
         fingerprint = self.runtime.tokenizer.fingerprint
@@ -143,14 +149,49 @@ class ScoringService:
         self._tokenize.shutdown(wait=False, cancel_futures=True)
 
 
-def record_usage(items: Sequence[ScoredItem], usage: Usage, has_baseline: bool) -> None:
+def reward_spec(settings: Settings, asked: Mapping[str, Any], gamma: float | None) -> RewardSpec:
+    """The request's reward: its own fields where it set them, else the server's defaults."""
+    pick = asked.get  # a field set to null is in `asked`: off, not the default
+    loaded = settings.baseline_names()
+    baselines = pick("baselines", None) or settings.reward_baselines or loaded[:1]
+    for name in baselines:
+        if name not in loaded:
+            raise InvalidRequest(
+                f"baseline {name!r} is not loaded (loaded: {', '.join(loaded) or 'none'})",
+                code="unknown_baseline",
+                field="baselines",
+            )
+    guards = Guards(
+        ref_floor=pick("ref_logprob_floor", settings.ref_logprob_floor),
+        clip_min=pick("reward_clip_min", settings.reward_clip_min),
+        clip_max=pick("reward_clip_max", settings.reward_clip_max),
+        aggregate=pick("aggregate", settings.aggregate),
+        temperature=pick("soft_min_temperature", settings.soft_min_temperature),
+    )
+    low, high = guards.clip_min, guards.clip_max
+    if low is not None and high is not None and low > high:
+        raise InvalidRequest(
+            f"reward_clip_min {low} is above reward_clip_max {high}",
+            code="invalid_reward_clip",
+            field="reward_clip_min",
+        )
+    if guards.aggregate == "min" and gamma not in (None, 1.0):
+        raise InvalidRequest(
+            "the min aggregate's returns are suffix minima: they take no discount (gamma 1)",
+            code="gamma_with_min",
+            field="gamma",
+        )
+    return RewardSpec(tuple(dict.fromkeys(baselines)), guards)
+
+
+def record_usage(items: Sequence[ScoredItem], usage: Usage, engines: Mapping[str, object]) -> None:
     """Throughput and reward-drift metrics of one answered request, from its typed results.
 
     Masked tokens hold NaN in the rewards, which the histogram leaves out.
     """
     sequences = [s for item in items for s in item.sequences]
     metrics.ITEMS.inc(len(sequences))
-    for model in ("sft", "base") if has_baseline else ("sft",):
+    for model in engines:
         metrics.TOKENS_SCORED.labels(model=model).inc(usage.total_tokens)
     metrics.TOKEN_REWARD.observe_many(np.concatenate([s.rewards.rewards for s in sequences]))
     metrics.SEQUENCE_REWARD.observe_many(np.array([s.rewards.total for s in sequences]))

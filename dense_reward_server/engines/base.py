@@ -1,9 +1,10 @@
-"""The ScoringEngine protocol and the pair of engines (SFT, base) the service scores with."""
+"""The ScoringEngine protocol and the engines the service scores with: SFT, base, and any
+further baselines (the pessimistic reward takes the most likely of them per token)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,6 +59,18 @@ class ScoringEngine(Protocol):
 class PairLogprobs:
     sft: list[np.ndarray]
     base: list[np.ndarray] | None  # None: no base engine (no baseline)
+    extra: dict[str, list[np.ndarray]] = field(default_factory=dict)  # further baselines
+
+    def baselines(self) -> dict[str, list[np.ndarray]]:
+        """Every baseline's log-probs by name, `base` first."""
+        return ({} if self.base is None else {"base": self.base}) | self.extra
+
+    def sliced(self, start: int, end: int) -> PairLogprobs:
+        return PairLogprobs(
+            sft=self.sft[start:end],
+            base=None if self.base is None else self.base[start:end],
+            extra={name: lps[start:end] for name, lps in self.extra.items()},
+        )
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -77,37 +90,55 @@ async def _counted(
 
 
 class EnginePair:
-    """The SFT and base engines; scores every batch under both models at the same time."""
+    """The SFT and base engines (and further baselines); scores every batch under every model
+    at the same time."""
 
-    def __init__(self, sft: ScoringEngine, base: ScoringEngine | None) -> None:
+    def __init__(
+        self,
+        sft: ScoringEngine,
+        base: ScoringEngine | None,
+        extra: Mapping[str, ScoringEngine] | None = None,
+    ) -> None:
         self.sft = sft
         self.base = base  # None: no baseline, log pi_base taken as 0
+        self.extra = dict(extra or {})  # further baselines, by name
 
     @property
     def engines(self) -> list[ScoringEngine]:
-        return [self.sft] if self.base is None else [self.sft, self.base]
+        return [e for e in (self.sft, self.base, *self.extra.values()) if e is not None]
+
+    def named(self) -> dict[str, ScoringEngine]:
+        base = {} if self.base is None else {"base": self.base}
+        return {"sft": self.sft} | base | self.extra
 
     async def score(self, batch: Sequence[ScoreInput], request_id: str) -> PairLogprobs:
-        if self.base is None:
+        named = self.named()
+        if len(named) == 1:
             sft_only = await _counted(self.sft, "sft", batch, f"{request_id}-sft")
             return PairLogprobs(sft=sft_only, base=None)
-        # A TaskGroup cancels the sibling when one engine fails, so no orphan work is left.
+        # A TaskGroup cancels the siblings when one engine fails, so no orphan work is left.
         try:
             async with asyncio.TaskGroup() as group:
-                sft = group.create_task(_counted(self.sft, "sft", batch, f"{request_id}-sft"))
-                base = group.create_task(_counted(self.base, "base", batch, f"{request_id}-base"))
+                tasks = {
+                    name: group.create_task(_counted(engine, name, batch, f"{request_id}-{name}"))
+                    for name, engine in named.items()
+                }
         except ExceptionGroup as errors:
             raise first_error(errors) from None
-        return PairLogprobs(sft=sft.result(), base=base.result())
+        results = {name: task.result() for name, task in tasks.items()}
+        return PairLogprobs(sft=results.pop("sft"), base=results.pop("base", None), extra=results)
 
     async def check_health(self) -> None:
         for engine in self.engines:
             await engine.check_health()
 
     def shutdown(self) -> None:
-        # Shut both down even if the first one fails to.
-        try:
-            self.sft.shutdown()
-        finally:
-            if self.base is not None:
-                self.base.shutdown()
+        # Shut every engine down even if one fails to; the first failure is raised at the end.
+        failure: BaseException | None = None
+        for engine in self.engines:
+            try:
+                engine.shutdown()
+            except BaseException as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure

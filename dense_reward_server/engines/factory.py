@@ -28,12 +28,13 @@ class LoadedPair:
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    name: str  # sft or base
+    name: str  # sft, base, or an extra baseline's name
     model: str
     revision: str | None
 
     def failed(self, what: str, error: BaseException) -> StartupError:
-        setting = setting_names(f"{self.name}_model")
+        known = self.name in ("sft", "base")
+        setting = setting_names(f"{self.name}_model" if known else "extra_baselines")
         return StartupError(
             f"the {self.name} model {self.model!r} ({setting}): {what}: {root_cause(error)}"
         )
@@ -43,6 +44,7 @@ def roles(settings: Settings) -> list[Role]:
     found = [Role("sft", settings.sft_model, settings.sft_revision)]
     if settings.baseline == "model":
         found.append(Role("base", settings.base_model, settings.base_revision))
+    found += [Role(name, model, None) for name, model in settings.extra_baselines.items()]
     return found
 
 
@@ -70,7 +72,9 @@ def load_engine_pair(settings: Settings) -> LoadedPair:
         for engine in reversed(engines):
             _shutdown_quietly(engine)
         raise
-    return LoadedPair(EnginePair(engines[0], engines[1] if len(engines) > 1 else None), seconds)
+    by_name = {role.name: engine for role, engine in zip(wanted, engines, strict=True)}
+    sft, base = by_name.pop("sft"), by_name.pop("base", None)
+    return LoadedPair(EnginePair(sft, base, by_name), seconds)
 
 
 def check_weights(role: Role) -> None:

@@ -92,14 +92,17 @@ def vllm_options(
     """What `AsyncLLM.from_engine_args` gets for one engine; `engine_args` pass through last."""
     dtype = settings.dtype
     gpus = {} if cpu else engine_gpus(settings, visible_gpus)
+    # Extra baselines live where base lives (its GPUs, its CPU cores).
+    placement = "sft" if role == "sft" else "base"
     own_gpus = bool(gpus) and set(gpus["sft"]).isdisjoint(gpus["base"]) and all(gpus.values())
     share = "cpu" if cpu else ("gpu_alone" if own_gpus else "gpu")
+    memory = settings.gpu_memory_utilization or memory_share(share, placement, settings)
     args: dict[str, Any] = {
         "model": model,
         "revision": revision,
         "dtype": ("float32" if cpu else "auto") if dtype == "auto" else dtype,
         "max_model_len": settings.max_model_len,
-        "gpu_memory_utilization": settings.gpu_memory_utilization or DEFAULT_MEMORY_SHARE[share],
+        "gpu_memory_utilization": memory,
         "tensor_parallel_size": settings.tensor_parallel_size,
         "data_parallel_size": settings.data_parallel_size,
         "max_num_batched_tokens": settings.max_num_batched_tokens,
@@ -114,11 +117,11 @@ def vllm_options(
     }
     args.update(settings.engine_args)
     env: dict[str, str] = {}
-    if gpus.get(role):
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[role])
+    if gpus.get(placement):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[placement])
     if cpu:
         env = {
-            "VLLM_CPU_OMP_THREADS_BIND": cpu_threads_bind(settings, role),
+            "VLLM_CPU_OMP_THREADS_BIND": cpu_threads_bind(settings, placement),
             "VLLM_CPU_KVCACHE_SPACE": str(settings.cpu_kvcache_space_gib),
         }
     busy_loop_s = settings.vllm_busy_loop_s
@@ -127,6 +130,19 @@ def vllm_options(
     if busy_loop_s is not None:
         env[vllm_plugin.ENV] = str(busy_loop_s)
     return VllmOptions(args, env)
+
+
+def memory_share(share: str, placement: str, settings: Settings) -> float:
+    """The default memory share of one engine: split further among the engines that share
+    its devices when extra baselines are loaded (they sit beside base)."""
+    extras = len(settings.extra_baselines)
+    if share == "cpu" or not extras:
+        return DEFAULT_MEMORY_SHARE[share]
+    if share == "gpu_alone":  # SFT alone on its GPUs; base and the extras share theirs
+        alone = DEFAULT_MEMORY_SHARE["gpu_alone"]
+        return alone if placement == "sft" else round(alone / (1 + extras), 3)
+    # All engines on the same GPUs: what two would take, split among all of them.
+    return round(2 * DEFAULT_MEMORY_SHARE["gpu"] / (2 + extras), 3)
 
 
 def hf_options(settings: Settings) -> dict[str, Any]:

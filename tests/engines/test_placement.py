@@ -38,6 +38,26 @@ def test_two_gpus_give_each_engine_its_own_with_the_full_memory_share() -> None:
     assert {o.engine_args["gpu_memory_utilization"] for o in both.values()} == {0.9}
 
 
+def test_extra_baselines_sit_beside_base_and_split_its_memory() -> None:
+    made = Settings(extra_baselines={"half": "m2"})
+
+    def opts(role: str, visible: list[str]) -> Any:
+        return vllm_options(made, role, "m", None, cpu=False, visible_gpus=visible)
+
+    # One GPU for all three engines: what two would take, split three ways.
+    assert {opts(r, ["0"]).engine_args["gpu_memory_utilization"] for r in ("sft", "half")} == {
+        round(0.8 / 3, 3)
+    }
+    # Two GPUs: SFT alone on the first; base and the extra share the second.
+    assert opts("sft", ["0", "1"]).engine_args["gpu_memory_utilization"] == 0.9
+    half = opts("half", ["0", "1"])
+    assert half.env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert half.engine_args["gpu_memory_utilization"] == 0.45
+    cpu = vllm_options(made, "half", "m", None, cpu=True)
+    base = vllm_options(made, "base", "m", None, cpu=True)
+    assert cpu.env["VLLM_CPU_OMP_THREADS_BIND"] == base.env["VLLM_CPU_OMP_THREADS_BIND"]
+
+
 def test_data_and_tensor_parallel_engines_take_consecutive_gpus() -> None:
     visible = [str(i) for i in range(8)]
     both = options(visible, tensor_parallel_size=2, data_parallel_size=2)
