@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     soft_min_temperature: float = Field(
         1.0, gt=0, allow_inf_nan=False, description="Default temperature T of soft_min."
     )
+    implausible_logprob: float = Field(
+        -5.0,
+        lt=0,
+        allow_inf_nan=False,
+        description="A scored token with log pi_sft below this that still earns a positive "
+        "reward counts in drs_completion_implausible_reward (the reward-hacking signal).",
+    )
     sft_revision: str | None = Field(None, description="Revision of the SFT model, if a hub id.")
     base_revision: str | None = Field(None, description="Revision of the base model, if a hub id.")
     backend: Backend = Field("vllm", description="Scoring engine: vllm or transformers.")

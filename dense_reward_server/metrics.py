@@ -31,6 +31,9 @@ PlatformCollector(registry=REGISTRY)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TOKEN_REWARD_BUCKETS = (-10, -5, -2, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 SEQUENCE_REWARD_BUCKETS = (-200, -100, -50, -20, -10, -5, -2, 0, 2, 5, 10, 20, 50, 100, 200)
+LENGTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+LOGPROB_BUCKETS = (-20, -10, -8, -6, -5, -4, -3, -2, -1.5, -1, -0.5, -0.25, -0.1, -0.01, 0)
+SHARE_BUCKETS = (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1)
 
 REQUESTS = Counter(
     "drs_requests",
@@ -173,5 +176,33 @@ SEQUENCE_REWARD = BulkHistogram(
     "Per-sequence total rewards handed out (watch for drift).",
     SEQUENCE_REWARD_BUCKETS,
 )
-REGISTRY.register(TOKEN_REWARD)
-REGISTRY.register(SEQUENCE_REWARD)
+# Reward-hacking signals, one observation per scored completion (rewards/signals.py).
+COMPLETION_TOKENS = BulkHistogram(
+    "drs_completion_tokens", "Scored tokens per completion (length).", LENGTH_BUCKETS
+)
+COMPLETION_SFT_LOGPROB = BulkHistogram(
+    "drs_completion_sft_logprob",
+    "Mean log pi_sft per scored token of each completion (falls as a policy leaves the "
+    "SFT model's support).",
+    LOGPROB_BUCKETS,
+)
+COMPLETION_REPEATED_NGRAMS = BulkHistogram(
+    "drs_completion_repeated_ngrams",
+    "Share of each completion's 4-token n-grams that repeat an earlier one.",
+    SHARE_BUCKETS,
+)
+COMPLETION_IMPLAUSIBLE_REWARD = BulkHistogram(
+    "drs_completion_implausible_reward",
+    "Share of each completion's scored tokens that earn a positive reward although log pi_sft "
+    "is below DRS_IMPLAUSIBLE_LOGPROB: the signature of a gamed log-ratio.",
+    SHARE_BUCKETS,
+)
+for _histogram in (
+    TOKEN_REWARD,
+    SEQUENCE_REWARD,
+    COMPLETION_TOKENS,
+    COMPLETION_SFT_LOGPROB,
+    COMPLETION_REPEATED_NGRAMS,
+    COMPLETION_IMPLAUSIBLE_REWARD,
+):
+    REGISTRY.register(_histogram)

@@ -35,6 +35,7 @@ from dense_reward_server.errors import (
 )
 from dense_reward_server.rewards.items import Limits, prepare_items
 from dense_reward_server.rewards.maths import Guards
+from dense_reward_server.rewards.signals import completion_signals
 from dense_reward_server.sequence import ScoreInput
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class ScoringService:
         items = score_items(prepared, logprobs, spec, beta=beta, gamma=gamma)
         completion_tokens = sum(len(s.completion_ids) for s in batch)
         usage = Usage(tokens - completion_tokens, completion_tokens)
-        record_usage(items, usage, self.runtime.engines.named())
+        record_usage(items, usage, self.runtime.engines.named(), self.settings.implausible_logprob)
         return Scored(items, usage, beta, spec, engine_s)
 
     def _check_request(self, request: ScoreRequest) -> None:
@@ -184,14 +185,30 @@ def reward_spec(settings: Settings, asked: Mapping[str, Any], gamma: float | Non
     return RewardSpec(tuple(dict.fromkeys(baselines)), guards)
 
 
-def record_usage(items: Sequence[ScoredItem], usage: Usage, engines: Mapping[str, object]) -> None:
-    """Throughput and reward-drift metrics of one answered request, from its typed results.
-
-    Masked tokens hold NaN in the rewards, which the histogram leaves out.
-    """
+def record_usage(
+    items: Sequence[ScoredItem],
+    usage: Usage,
+    engines: Mapping[str, object],
+    implausible: float,
+) -> None:
+    """Throughput, reward-drift and reward-hacking metrics of one answered request, from its
+    typed results. Masked tokens hold NaN in the rewards, which the histograms leave out."""
     sequences = [s for item in items for s in item.sequences]
     metrics.ITEMS.inc(len(sequences))
     for model in engines:
         metrics.TOKENS_SCORED.labels(model=model).inc(usage.total_tokens)
     metrics.TOKEN_REWARD.observe_many(np.concatenate([s.rewards.rewards for s in sequences]))
     metrics.SEQUENCE_REWARD.observe_many(np.array([s.rewards.total for s in sequences]))
+    found = [
+        completion_signals(
+            s.prepared.completion_ids, s.sft, s.rewards.rewards, s.prepared.mask, implausible
+        )
+        for s in sequences
+    ]
+    metrics.COMPLETION_TOKENS.observe_many(np.array([f.tokens for f in found], np.float64))
+    for histogram, values in (
+        (metrics.COMPLETION_SFT_LOGPROB, [f.sft_logprob for f in found]),
+        (metrics.COMPLETION_REPEATED_NGRAMS, [f.repeated_ngrams for f in found]),
+        (metrics.COMPLETION_IMPLAUSIBLE_REWARD, [f.implausible_reward for f in found]),
+    ):
+        histogram.observe_many(np.array([np.nan if v is None else v for v in values]))

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -99,3 +100,40 @@ def test_promtool_accepts_a_real_scrape(client: httpx.Client) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hacking_signals_by_hand(fake_server: Callable[..., Any]) -> None:
+    from dense_reward_server.sequence import ScoreInput
+
+    with (
+        fake_server(implausible_logprob=-0.6) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        repeats = [7, 8, 9, 10] * 3  # 9 4-grams, 5 of them repeats
+        plain = [11, 12, 13]
+        items = [
+            {"prompt_token_ids": [1, 2], "completion_token_ids": repeats},
+            {"prompt_token_ids": [1, 2], "completion_token_ids": plain, "mask": [1, 0, 1]},
+        ]
+        before = scrape(http)
+        assert http.post(URL, json={"items": items}).status_code == 200
+        after = scrape(http)
+        pair = server.pair
+
+    def delta(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    sft = [pair.sft.expected(ScoreInput([1, 2], ids)) for ids in (repeats, plain)]
+    base = [pair.base.expected(ScoreInput([1, 2], ids)) for ids in (repeats, plain)]
+    scored = [np.ones(12, bool), np.array([1, 0, 1], bool)]
+    assert delta("drs_completion_tokens_count") == 2
+    assert delta("drs_completion_tokens_sum") == 12 + 2
+    assert delta("drs_completion_repeated_ngrams_sum") == pytest.approx(5 / 9)
+    means = [float(np.mean(s[m])) for s, m in zip(sft, scored, strict=True)]
+    assert delta("drs_completion_sft_logprob_sum") == pytest.approx(sum(means), rel=1e-6)
+    shares = [
+        float(np.mean(((s - b) > 0)[m] & (s < -0.6)[m]))
+        for s, b, m in zip(sft, base, scored, strict=True)
+    ]
+    assert delta("drs_completion_implausible_reward_sum") == pytest.approx(sum(shares))
+    assert sum(shares) > 0  # the hand case exercises the signal, not only zeros
