@@ -46,6 +46,24 @@ def read_keys_file(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def read_audit_report(path: Path) -> dict[str, Any]:
+    """An audit report (JSON object with a verdict); anything else is a bad setting."""
+    problem = "must be a report written by `dense-reward-server audit --out`"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SettingsConflict(
+            ("audit_report",), f"{problem}: {error.strerror or error} (got {str(path)!r})"
+        ) from None
+    except ValueError as error:
+        raise SettingsConflict(
+            ("audit_report",), f"{problem}: not JSON ({error}) (got {str(path)!r})"
+        ) from None
+    if not isinstance(report, dict) or "gameable" not in report:
+        raise SettingsConflict(("audit_report",), f"{problem} (got {str(path)!r})")
+    return report
+
+
 def setting_names(field: str) -> str:
     """`DRS_PORT / --port`: how a setting is spelled in the environment and on the command line."""
     return f"DRS_{field.upper()} / --{field.replace('_', '-')}"
@@ -123,6 +141,12 @@ class Settings(BaseSettings):
         description="A scored token with log pi_sft below this that still earns a positive "
         "reward counts in drs_completion_implausible_reward (the reward-hacking signal).",
     )
+    audit_report: Path | None = Field(
+        None,
+        description="A report of `dense-reward-server audit --out` on this reward, served at "
+        "GET /v1/audit and shown on /ui (read once at start-up).",
+    )
+    _audit: dict[str, Any] | None = PrivateAttr(default=None)  # its contents, read once
     sft_revision: str | None = Field(None, description="Revision of the SFT model, if a hub id.")
     base_revision: str | None = Field(None, description="Revision of the base model, if a hub id.")
     backend: Backend = Field("vllm", description="Scoring engine: vllm or transformers.")
@@ -409,6 +433,16 @@ class Settings(BaseSettings):
         if self.api_keys_file is not None:
             self._file_keys = read_keys_file(self.api_keys_file)
         return self
+
+    @model_validator(mode="after")
+    def _read_audit_report(self) -> Settings:
+        if self.audit_report is not None:
+            self._audit = read_audit_report(self.audit_report)
+        return self
+
+    def audit(self) -> dict[str, Any] | None:
+        """The audit report given at start-up, if any."""
+        return self._audit
 
     def all_api_keys(self) -> list[str]:
         """Keys from the setting and the keys file together."""

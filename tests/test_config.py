@@ -252,6 +252,12 @@ def test_extra_baselines_take_json_or_name_path_pairs(
             "--reward-clip-max: the bounds are reversed (2.0 > 1.0)",
         ),
         (
+            {"DRS_AUDIT_REPORT": "/nonexistent/audit.json"},
+            "invalid setting DRS_AUDIT_REPORT / --audit-report: must be a report written by "
+            "`dense-reward-server audit --out`: No such file or directory (got "
+            "'/nonexistent/audit.json')",
+        ),
+        (
             {"DRS_REF_LOGPROB_FLOOR": "3"},
             "invalid setting DRS_REF_LOGPROB_FLOOR / --ref-logprob-floor: must be less than or "
             "equal to 0 (got '3')",

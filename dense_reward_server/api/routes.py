@@ -25,7 +25,7 @@ from dense_reward_server.core.lifecycle import Lifecycle
 from dense_reward_server.core.request import ScoreRequest
 from dense_reward_server.core.scoring import Scored, ScoringService
 from dense_reward_server.engines.base import EngineInfo
-from dense_reward_server.errors import NotReady
+from dense_reward_server.errors import NotFound, NotReady
 
 router = APIRouter()
 
@@ -121,6 +121,22 @@ async def models(request: Request) -> OrjsonResponse:
             "limits": {name: getattr(settings, name) for name in ServerLimits.model_fields},
         }
     )
+
+
+@router.get(
+    "/v1/audit",
+    summary="The audit report of this reward (DRS_AUDIT_REPORT), if the server was given one",
+    responses=ERROR_RESPONSES | {404: {"model": ErrorResponse}},
+)
+async def audit_report(request: Request) -> OrjsonResponse:
+    report = lifecycle_of(request).settings.audit()
+    if report is None:
+        raise NotFound(
+            "this server was started without an audit report (DRS_AUDIT_REPORT); run "
+            "`dense-reward-server audit --out report.json` and pass it",
+            code="no_audit_report",
+        )
+    return OrjsonResponse(report)
 
 
 # The body is built from typed results and serialized by orjson without a second validation

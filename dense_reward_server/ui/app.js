@@ -6,6 +6,7 @@
   // API routes relative to this page (/ui/), so the page also works behind a path prefix.
   const API_REWARDS = new URL("../v1/token_rewards", document.baseURI).href;
   const API_MODELS = new URL("../v1/models", document.baseURI).href;
+  const API_AUDIT = new URL("../v1/audit", document.baseURI).href;
   const KEY_STORAGE = "drs.apiKey";
   const LABELS = ["A", "B"];
 
@@ -541,6 +542,57 @@
     }
   }
 
+  // ---- audit ---------------------------------------------------------------------------------
+
+  // The server's audit report (DRS_AUDIT_REPORT), when it has one: is this reward safe to
+  // optimize? Off-support edits that out-score the expert, and best-of-N accuracy.
+  async function loadAudit() {
+    const box = $("audit");
+    let report;
+    try {
+      const response = await fetch(API_AUDIT, { headers: authHeaders() });
+      if (!response.ok) {
+        box.hidden = true;
+        return;
+      }
+      report = await response.json();
+    } catch {
+      box.hidden = true;
+      return;
+    }
+    box.replaceChildren(renderAudit(report));
+    box.hidden = false;
+  }
+
+  function interval(row) {
+    return `${fmt(row[0], 3)} [${fmt(row[1], 3)}, ${fmt(row[2], 3)}]`;
+  }
+
+  function renderAudit(report) {
+    const failing = new Set(report.off_support.failing);
+    const verdict = report.gameable ? "gameable" : "passed";
+    const fields = Object.keys(report.reward || {}).length ? JSON.stringify(report.reward) : "server defaults";
+    const edits = el("table", { class: "audit-edits" },
+      el("thead", {}, el("tr", {}, el("th", { text: "edit of an expert answer" }),
+        el("th", { text: "out-scores the expert [95% CI]" }))));
+    const body = el("tbody");
+    for (const [name, row] of Object.entries(report.off_support.edits)) {
+      body.append(el("tr", { class: failing.has(name) ? "fails" : null, "data-edit": name },
+        el("td", { text: name }), el("td", { text: interval(row.win_rate_aggregate) })));
+    }
+    edits.append(body);
+    const support = report.on_support;
+    const curve = el("table", { class: "audit-curve" },
+      el("tr", {}, el("th", { text: "best-of-N" }), ...support.n.map((n) => el("th", { text: `N=${n}` }))),
+      el("tr", {}, el("th", { text: "accuracy" }),
+        ...support.accuracy.map((row) => el("td", { text: fmt(row[0], 3), title: interval(row) }))));
+    return el("div", {},
+      el("h2", {}, "Reward audit: ", el("span", { id: "audit-verdict", class: `verdict ${verdict}`, text: verdict })),
+      el("p", { class: "hint", text: `reward: ${fields} · ${report.off_support.demos} expert demos, ${support.prompts} prompts × ${support.samples_per_prompt} policy samples` }),
+      el("div", { class: "audit-grid" }, edits, curve),
+      report.reasons.length ? el("ul", { class: "audit-reasons" }, ...report.reasons.map((r) => el("li", { text: r }))) : null);
+  }
+
   // ---- wiring --------------------------------------------------------------------------------
 
   function init() {
@@ -551,6 +603,7 @@
       if (value) sessionStorage.setItem(KEY_STORAGE, value);
       else sessionStorage.removeItem(KEY_STORAGE);
       loadModels();
+      loadAudit();
     });
     $("score-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -570,6 +623,7 @@
     });
     installTooltip();
     loadModels();
+    loadAudit();
   }
 
   init();

@@ -270,3 +270,30 @@ def test_loading_a_pair_file_fills_the_form(page: Page, url: str) -> None:
     assert page.is_checked("#chat")
     assert page.input_value("#completion-a") == EXPERT
     assert page.input_value("#completion-b") == CORRUPTED
+
+
+def test_the_page_shows_the_servers_audit(
+    browser: Browser, settings_for: Any, demo_url: str
+) -> None:
+    """A server started with an audit report serves it (GET /v1/audit) and the page shows its
+    verdict, the edits that fail and the best-of-N curve; without one: 404, no audit box."""
+    report_path = Path(__file__).resolve().parents[2] / "docs" / "audit" / "sort-sft-half.json"
+    report = json.loads(report_path.read_text())
+    with ThreadServer(settings_for(backend="transformers", audit_report=report_path)) as server:
+        assert httpx.get(f"{server.url}/v1/audit", timeout=30).json() == report
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{server.url}/ui")
+        page.wait_for_selector("#audit-verdict", timeout=WAIT_MS)
+        assert page.inner_text("#audit-verdict") == "gameable"
+        failing = page.eval_on_selector_all(
+            "#audit tr.fails", "rows => rows.map(r => r.dataset.edit)"
+        )
+        assert sorted(failing) == sorted(report["off_support"]["failing"])
+        shown = page.eval_on_selector_all(
+            ".audit-curve td", "cells => cells.map(c => c.textContent)"
+        )
+        assert shown == [f"{row[0]:.3f}" for row in report["on_support"]["accuracy"]]
+        context.close()
+    missing = httpx.get(f"{demo_url}/v1/audit", timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "no_audit_report"
