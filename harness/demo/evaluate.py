@@ -9,6 +9,7 @@ log pi_sft - log pi_baseline.
 from __future__ import annotations
 
 import random
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,28 +21,33 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.demo import task
 from harness.demo.lm import sample, token_logprobs
+from harness.demo.tasks import SORT, DemoTask
 from harness.demo.tokenizer import chat_prompt_ids, completion_ids
 from harness.evaluation.report import wins
 
 Pair = dict[str, Any]  # one line of heldout_pairs.jsonl
 BASELINES = ("base", "sft-half")
+# Base's other tasks (copy, reverse, count, ...) answer at most 8 numbers, as sorting does.
+OTHER_TASKS_MAX_TOKENS = SORT.max_answer_tokens
 
 
-def heldout_pairs(rng: random.Random, exclude: set[str], count: int) -> list[Pair]:
+def heldout_pairs(
+    demo_task: DemoTask, rng: random.Random, exclude: set[str], count: int
+) -> list[Pair]:
     """Expert vs corrupted answers on prompts never trained on, the kinds taken in turn."""
     pairs: list[Pair] = []
     seen = set(exclude)
     while len(pairs) < count:
-        prompt, answer = task.make_example(rng)
+        prompt, answer = demo_task.make_example(rng)
         if prompt in seen:
             continue
         seen.add(prompt)
-        kind = task.CORRUPTIONS[len(pairs) % len(task.CORRUPTIONS)]
+        kind = demo_task.corruptions[len(pairs) % len(demo_task.corruptions)]
         pairs.append(
             {
                 "messages": [{"role": "user", "content": prompt}],
                 "chosen": answer,
-                "rejected": task.corrupt(answer, prompt, kind, rng),
+                "rejected": demo_task.corrupt(answer, prompt, kind, rng),
                 "kind": kind,
             }
         )
@@ -49,13 +55,15 @@ def heldout_pairs(rng: random.Random, exclude: set[str], count: int) -> list[Pai
 
 
 def evaluate(
+    demo_task: DemoTask,
     folder: Path,
     tokenizer: PreTrainedTokenizerFast,
     pairs: list[Pair],
     greedy_prompts: int,
     other_tasks: list[task.Chat],
 ) -> dict[str, Any]:
-    """Pairwise accuracy of the total reward against each baseline, and greedy correctness.
+    """Pairwise accuracy of the total reward against each baseline, and greedy correctness
+    on the first `greedy_prompts` pairs' prompts.
 
     Greedy answers to `other_tasks` (copy, reverse, count, ...) show what base knows and how
     much of it SFT forgot.
@@ -69,11 +77,18 @@ def evaluate(
         prompt_ids = chat_prompt_ids(tokenizer, pair["messages"][0]["content"])
         for side in ("chosen", "rejected"):
             rows.append((prompt_ids, completion_ids(tokenizer, pair[side])))
+    expert_lengths = [len(answer) for _, answer in rows[0::2]]
     # Sum of completion log-probs per model, in the order: pair 0 chosen, pair 0 rejected, ...
     totals = {name: completion_logprobs(model, rows) for name, model in models.items()}
     report: dict[str, Any] = {
-        "task": f"sort {task.MIN_LEN}-{task.MAX_LEN} numbers (0-{task.MAX_NUMBER - 1}) ascending",
+        "task": demo_task.description,
         "pairs": len(pairs),
+        # Expert answers in tokens, EOS included.
+        "answer_tokens": {
+            "min": min(expert_lengths),
+            "median": statistics.median(expert_lengths),
+            "max": max(expert_lengths),
+        },
         "accuracy": {},
         "accuracy_by_kind": {},
         "mean_total_reward": {},
@@ -93,9 +108,10 @@ def evaluate(
     report["greedy_correct"] = {}
     report["other_tasks_greedy_correct"] = {}
     for name in ("sft", *BASELINES):
-        answers = greedy_answers(models[name], tokenizer, prompts)
+        answers = greedy_answers(models[name], tokenizer, prompts, demo_task.max_answer_tokens)
         report["greedy_correct"][name] = fraction(
-            a is not None and task.is_correct(p, a) for p, a in zip(prompts, answers, strict=True)
+            a is not None and demo_task.is_correct(p, a)
+            for p, a in zip(prompts, answers, strict=True)
         )
         answers = greedy_answers(models[name], tokenizer, [p for p, _ in other_tasks])
         report["other_tasks_greedy_correct"][name] = fraction(
@@ -128,12 +144,15 @@ def pairwise_accuracy(pairs: list[Pair], scores: list[float]) -> dict[str, float
 
 
 def greedy_answers(
-    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: list[str],
+    max_new_tokens: int = OTHER_TASKS_MAX_TOKENS,
 ) -> list[str | None]:
     """Greedy answers (the trainer's decoder), cut at EOS; None where no EOS came."""
     eos = int(tokenizer.eos_token_id)
     prompt_ids = [chat_prompt_ids(tokenizer, prompt) for prompt in prompts]
-    drawn = sample(model, prompt_ids, 1, task.MAX_LEN + 4, eos, generator=None)
+    drawn = sample(model, prompt_ids, 1, max_new_tokens, eos, generator=None)
     return [
         str(tokenizer.decode(answer[:-1])) if answer[-1:] == [eos] else None for [answer] in drawn
     ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from harness.rl.credit import Credit
 
@@ -11,11 +12,15 @@ from harness.rl.credit import Credit
 class DPRConfig:
     """Every knob of a run; recorded with its results."""
 
+    task: str = "sort"  # a name of harness.demo.tasks.TASKS
     credit: Credit = "dense"
+    # Reward fields sent with every request (baselines, ref_logprob_floor, reward_clip_min/max,
+    # aggregate, soft_min_temperature); empty: the server's defaults.
+    reward: dict[str, Any] = field(default_factory=dict)
     steps: int = 128
     prompts_per_step: int = 8
     samples_per_prompt: int = 8  # K
-    max_new_tokens: int = 16  # a sorted list of 8 numbers is 9 tokens with its EOS
+    max_new_tokens: int = 16  # sort: 8 numbers are 9 tokens with EOS; sums: the task's 72
     lr: float = 2e-4
     kl_coef: float = 0.05
     seed: int = 0

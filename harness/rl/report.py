@@ -41,12 +41,25 @@ def bootstrap_difference(
     return float(low), float(high)
 
 
-def summarize(runs: Mapping[str, Sequence[Run]], draws: int = 4000, seed: int = 0) -> list[Run]:
-    """One row per arm: mean and min..max over seeds of each metric and of KL, and the
-    difference to SFT alone with its bootstrap interval."""
+def summarize(
+    runs: Mapping[str, Sequence[Run]],
+    audits: Mapping[str, Run] | None = None,
+    draws: int = 4000,
+    seed: int = 0,
+) -> list[Run]:
+    """One row per arm: mean and min..max over seeds of each metric and of KL, the difference
+    to SFT alone with its bootstrap interval, and the audit's verdict on its reward."""
     rows = []
     for arm, arm_runs in runs.items():
         row: Run = {"arm": arm, "seeds": len(arm_runs)}
+        if audits and arm in audits:
+            report = audits[arm]
+            row["audit"] = {
+                "gameable": report["gameable"],
+                "edits_failing": report["off_support"]["failing"],
+                "best_of_n": report["on_support"]["n"][-1],
+                "gain": report["on_support"]["gain_at_max_n"],
+            }
         for metric in METRICS:
             values = [float(per_prompt(r, metric).mean()) for r in arm_runs]
             row[metric] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
@@ -72,17 +85,31 @@ def table(rows: Sequence[Run], labels: Mapping[str, str]) -> str:
             text += f"; {100 * stats['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
         return text
 
+    audited = any("audit" in row for row in rows)
+    head = "| arm | greedy acc. %; vs SFT [95% CI] | sampled acc. %; vs SFT [95% CI] | KL to SFT |"
     lines = [
-        "| arm | greedy acc. %; vs SFT [95% CI] | sampled acc. %; vs SFT [95% CI] | KL to SFT |",
-        "|---|---|---|---|",
+        head + (" audit: best-of-N minus best-of-1, points [95% CI]; edits failing |" * audited),
+        "|---|---|---|---|" + "---|" * audited,
     ]
     for row in rows:
         kl = row["kl"]
-        lines.append(
+        line = (
             f"| {labels.get(row['arm'], row['arm'])} | {cell(row['greedy'])} | "
             f"{cell(row['sampled'])} | {round(kl['mean'], 2) + 0.0:.2f} ({spread(kl, 1, 2)}) |"
         )
+        if audited:
+            line += f" {audit_cell(row.get('audit'))} |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def audit_cell(audit: Run | None) -> str:
+    if audit is None:
+        return "not audited"
+    mean, low, high = (100 * v for v in audit["gain"])
+    edits = ", ".join(audit["edits_failing"]) or "none"
+    verdict = "gameable" if audit["gameable"] else "passed"
+    return f"N={audit['best_of_n']}: {mean:+.1f} [{low:+.1f}, {high:+.1f}]; {edits} ({verdict})"
 
 
 def spread(stats: Run, scale: float, digits: int) -> str:

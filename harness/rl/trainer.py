@@ -1,10 +1,11 @@
 """Dense-Path REINFORCE (arXiv 2510.02493): improve the SFT policy on the server's dense rewards.
 
 Each step: K answers per prompt sampled at temperature 1 from the policy (which starts as the
-SFT model); the server scores the sampled ids (`append_eos`, `gamma = 1`) and returns, for
-every token, the reward and `log pi_sft`; each token's log-prob gradient is weighted by its
-undiscounted return-to-go of KL-shaped rewards minus a leave-one-out baseline (`credit.py`);
-one Adam step. The server is the reward model and the KL reference: nothing else is loaded.
+SFT model); the server scores the sampled ids (`append_eos`, `gamma = 1`, the run's reward
+fields) and returns, for every token, its returns-to-go under the request's aggregate and
+`log pi_sft`; each token's log-prob gradient is weighted by its undiscounted return-to-go of
+KL-shaped rewards minus a leave-one-out baseline (`credit.py`); one Adam step. The server is
+the reward model and the KL reference: nothing else is loaded.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dense_reward_client.fingerprint import tokenizer_fingerprint
 from tqdm import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from harness.demo import task
 from harness.demo.lm import sample, token_logprobs
+from harness.demo.tasks import TASKS, DemoTask
 from harness.demo.tokenizer import chat_prompt_ids
 from harness.rl import credit
 from harness.rl.config import DPRConfig
@@ -42,7 +43,9 @@ class Sample:
     ids: list[int]
     truncated: bool  # no EOS within max_new_tokens
     # Per scored token: the actions, then, when truncated, the EOS the server appended.
-    rewards: np.ndarray  # the server's dense reward
+    rewards: (
+        np.ndarray
+    )  # the server's reward as its aggregate weighs it (returns[t] - returns[t+1])
     sft_logprobs: np.ndarray
     correct: bool
 
@@ -55,11 +58,11 @@ class DPRTrainer:
         policy_dir: Path,
         client: RewardClient,
         config: DPRConfig,
-        check: Checker = task.is_correct,
+        check: Checker | None = None,
     ) -> None:
         self.config = config
         self.client = client
-        self.check = check
+        self.check = check or TASKS[config.task].is_correct
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(policy_dir)
         self.eos_id = int(self.tokenizer.eos_token_id)
         self.policy = LlamaForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
@@ -92,8 +95,9 @@ class DPRTrainer:
             items,
             append_eos=True,
             gamma=1.0,
-            include=["logprobs"],
+            include=["logprobs", "returns"],
             tokenizer_fingerprint=self.fingerprint,
+            **self.config.reward,
         )
         out = []
         for prompt, prompt_ids, answers, result in zip(prompts, ids, drawn, results, strict=True):
@@ -116,12 +120,15 @@ class DPRTrainer:
                 f"{scored['eos_appended']}) for {len(answer)} sampled ({truncated=})"
             )
         text = str(self.tokenizer.decode(answer if truncated else answer[:-1]))
+        # What each token adds to the sequence's score: its reward for the sum aggregate, its
+        # softmin-weighted reward for soft_min, and so on (returns[0] is the aggregate).
+        returns = np.asarray(scored["returns"], dtype=np.float64)
         return Sample(
             prompt=prompt,
             prompt_ids=prompt_ids,
             ids=answer,
             truncated=truncated,
-            rewards=np.array([0.0 if r is None else r for r in scored["rewards"]]),
+            rewards=returns - np.append(returns[1:], 0.0),
             sft_logprobs=np.asarray(scored["sft_logprobs"], dtype=np.float64),
             correct=not truncated and self.check(prompt, text),
         )
@@ -204,11 +211,11 @@ def sequence_kl(policy_logprobs: np.ndarray, sample: Sample) -> float:
     return float((policy_logprobs - sample.sft_logprobs[: len(policy_logprobs)]).sum())
 
 
-def train_prompts(seed: int, exclude: set[str]) -> Iterator[str]:
+def train_prompts(seed: int, exclude: set[str], demo_task: DemoTask) -> Iterator[str]:
     """An endless stream of demo-task prompts, seeded, never one of `exclude` (the held-out)."""
     rng = random.Random(f"dpr-{seed}-prompts")
     while True:
-        prompt, _ = task.make_example(rng)
+        prompt, _ = demo_task.make_example(rng)
         if prompt not in exclude:
             yield prompt
 
@@ -232,7 +239,7 @@ def run(
     evaluation on the first `eval_prompts`. Returns the run's record (config, per-step log,
     final eval)."""
     config = trainer.config
-    prompts = train_prompts(config.seed, set(held))
+    prompts = train_prompts(config.seed, set(held), TASKS[config.task])
     held_slice = list(held[: config.eval_slice])
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()

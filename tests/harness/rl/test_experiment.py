@@ -41,6 +41,8 @@ def test_summary_means_spreads_and_intervals() -> None:
 def test_every_arm_runs_end_to_end(demo_dir: Path, tmp_path: Path) -> None:
     args = ["--demo", str(demo_dir), "--out", str(tmp_path), "--seeds", "1", "--steps", "2"]
     args += ["--eval-prompts", "6", "--eval-samples", "2", "--no-progress"]
+    args += ["--arms", *(arm.name for arm in ARMS)]
+    args += ["--audit-demos", "12", "--audit-prompts", "3", "--audit-samples", "4"]
     result = main(args)
     assert set(result["runs"]) == {arm.name for arm in ARMS}
     for arm in ARMS:
@@ -57,6 +59,11 @@ def test_every_arm_runs_end_to_end(demo_dir: Path, tmp_path: Path) -> None:
         if runs[0]["log"]
     }
     assert returns["logpi-sft"] < 0 < returns["dpr-base"]
+    # Every dense reward was audited first, on the same server, with its own request fields.
+    dense = {arm.name for arm in ARMS if arm.credit == "dense"}
+    assert set(result["audits"]) == dense
+    assert result["audits"]["pessimistic"]["reward"] == {"baselines": ["base", "sft-half"]}
+    assert all(result["audits"][name]["on_support"]["n"] == [1, 2, 4] for name in dense)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"][0]["arm"] == "sft" and saved["benchmark"] == "python -m harness rl"
     assert (tmp_path / "rl.png").stat().st_size > 10_000

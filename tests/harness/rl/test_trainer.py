@@ -14,6 +14,7 @@ import pytest
 import torch
 from dense_reward_client import RewardClient
 
+from harness.demo.tasks import TASKS
 from harness.rl.config import DPRConfig
 from harness.rl.trainer import DPRTrainer, heldout_prompts, run, train_prompts
 
@@ -117,7 +118,7 @@ class NoDenseReward:
         self.eos = eos
 
     def token_rewards(self, items: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
-        assert options["append_eos"] and options["include"] == ["logprobs"]
+        assert options["append_eos"] and options["include"] == ["logprobs", "returns"]
         results = []
         for item in items:
             members = []
@@ -129,6 +130,7 @@ class NoDenseReward:
                         "num_tokens": len(zeros),
                         "eos_appended": appended,
                         "rewards": zeros,
+                        "returns": zeros,
                         "sft_logprobs": zeros,
                     }
                 )
@@ -155,7 +157,7 @@ def expert_logprob_drop(demo_dir: Path) -> float:
             return sum(float(x.sum()) for x in token_logprobs(trainer.policy, rows))
 
     before = expert()
-    prompts = train_prompts(0, set())
+    prompts = train_prompts(0, set(), TASKS["sort"])
     for _ in range(12):
         trainer.step([next(prompts) for _ in range(8)])
     return before - expert()
@@ -184,3 +186,23 @@ def test_truncated_answers_get_their_ending_scored(demo_url: str, demo_dir: Path
         row = trainer.step(["Sort ascending: 42 7 19 3 88", "Sort ascending: 9 8 7 6"])
     assert row["truncated"] == 4 and row["answer_tokens"] == 2
     assert all(math.isfinite(row[k]) for k in ("loss", "return", "kl"))
+
+
+def test_a_guarded_reward_trains_on_the_aggregates_weights(demo_url: str, demo_dir: Path) -> None:
+    """With soft_min the per-token rewards the trainer uses are the aggregate's weighted ones:
+    they sum to the server's aggregate_reward, not to its total."""
+    reward = {"aggregate": "soft_min", "soft_min_temperature": 0.5}
+    config = DPRConfig(prompts_per_step=1, samples_per_prompt=3, reward=reward)
+    prompt = "Sort ascending: 42 7 19 3 88"
+    with RewardClient(demo_url) as client:
+        trainer = DPRTrainer(demo_dir / "sft", client, config)
+        samples = trainer.rollout([prompt], 3)
+        ids = samples[0].prompt_ids
+        scored = client.token_rewards(
+            [{"prompt_token_ids": ids, "completions": [s.ids for s in samples]}],
+            append_eos=True,
+            **reward,
+        )[0]["completions"]
+    for sample, result in zip(samples, scored, strict=True):
+        assert sample.rewards.sum() == pytest.approx(result["aggregate_reward"], abs=1e-4)
+        assert abs(result["aggregate_reward"] - result["total_reward"]) > 1e-3
