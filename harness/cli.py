@@ -133,6 +133,28 @@ def ablation(
     typer.echo(run_ablation(pairs, demo, out, backend))
 
 
+@app.command()
+def guards(
+    task: str = typer.Option("sort", help="sort or sums: the pair and its held-out pairs."),
+    out: Path | None = typer.Option(
+        None, help="Folder for guards.{json,md}; default docs/guards/<task>."
+    ),
+    backend: str = typer.Option("transformers", help="Engine for the in-process scorer."),
+) -> None:
+    """Each reward guard on the held-out ranking eval (base, sft-half and its guards)."""
+    configure_logging("text", "warning")
+    from harness.demo.tasks import TASKS
+    from harness.evaluation.run import guard_ablation
+    from harness.paths import ROOT
+
+    if task not in TASKS:
+        typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
+        raise typer.Exit(2)
+    demo = ROOT / TASKS[task].folder
+    folder = out or ROOT / "docs" / "guards" / task
+    typer.echo(guard_ablation(demo / "heldout_pairs.jsonl", demo, folder, backend))
+
+
 @app.command("train-dpr")
 def train_dpr(
     url: str = typer.Option(

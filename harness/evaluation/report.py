@@ -57,10 +57,13 @@ def summarize(pairs: Sequence[ScoredPair], seed: int = 0) -> dict[str, Any]:
     rejected_total = np.array([p.rejected.total for p in pairs])
     chosen_mean = np.array([p.chosen.mean for p in pairs])
     rejected_mean = np.array([p.rejected.mean for p in pairs])
+    chosen_aggregate = np.array([p.chosen.aggregate for p in pairs])
+    rejected_aggregate = np.array([p.rejected.aggregate for p in pairs])
     report: dict[str, Any] = {
         "pairs": len(pairs),
         "total_reward": accuracy(wins(chosen_total, rejected_total), rng),
         "mean_reward": accuracy(wins(chosen_mean, rejected_mean), rng),
+        "aggregate_reward": accuracy(wins(chosen_aggregate, rejected_aggregate), rng),
         "margin": margin_summary(chosen_total - rejected_total),
         "profile": {
             "chosen": position_profile([p.chosen.rewards for p in pairs]),
@@ -73,6 +76,9 @@ def summarize(pairs: Sequence[ScoredPair], seed: int = 0) -> dict[str, Any]:
             "pairs": int(np.sum(selected := np.array([p.kind == kind for p in pairs]))),
             "total_reward_accuracy": float(
                 wins(chosen_total[selected], rejected_total[selected]).mean()
+            ),
+            "aggregate_reward_accuracy": float(
+                wins(chosen_aggregate[selected], rejected_aggregate[selected]).mean()
             ),
         }
         for kind in kinds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from harness.evaluation.scoring import (
     load_pairs,
     score_batch,
 )
+from harness.rewards import GUARDED
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +40,13 @@ def evaluate(
     append_eos: bool = True,
     progress: bool = True,
     label: str = "eval",
+    reward: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     pairs = load_pairs(pairs_path)
     scored: list[ScoredPair] = []
     with tqdm(total=len(pairs), desc=label, unit="pair", disable=not progress) as bar:
         for chunk in batches(pairs, batch_size):
-            scored += score_batch(scorer, chunk, append_eos)
+            scored += score_batch(scorer, chunk, append_eos, reward)
             bar.update(len(chunk))
     report = summarize(scored)
     report["pairs_file"] = str(pairs_path)
@@ -111,3 +114,54 @@ def markdown_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     pairs = rows[0][1]["pairs"]
     return "\n".join(lines) + f"\n\n{pairs} held-out pairs; accuracy of the total reward by kind.\n"
+
+
+def guard_ablation(
+    pairs_path: Path, demo: Path, out_dir: Path, backend: str, progress: bool = True
+) -> str:
+    """Each reward guard on the held-out ranking eval: one in-process server holding base and
+    sft-half, every guard as request fields (harness.rewards). Pairs are judged by the
+    request's aggregate (what a trainer optimizes), with total and mean beside it."""
+    settings = Settings(
+        sft_model=str(demo / "sft"),
+        base_model=str(demo / "base"),
+        extra_baselines={"sft-half": str(demo / "sft-half")},
+        backend=backend,  # type: ignore[arg-type]
+    )
+    scorer = in_process_scorer(settings)
+    rows = []
+    try:
+        for name, (label, reward) in GUARDED.items():
+            report = evaluate(pairs_path, scorer, progress=progress, label=name, reward=reward)
+            report["reward"] = reward
+            rows.append((label, report))
+    finally:
+        scorer.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "guards.json").write_text(json.dumps(dict(rows), indent=2) + "\n")
+    table = guard_table(rows)
+    (out_dir / "guards.md").write_text(table)
+    return table
+
+
+def guard_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    kinds = sorted(rows[0][1]["by_kind"])
+    header = ["reward", "accuracy (aggregate)", "95% CI", "total", "mean"]
+    lines = ["| " + " | ".join(header + kinds) + " |", "|" + "---|" * (len(header) + len(kinds))]
+    for name, report in rows:
+        aggregate = report["aggregate_reward"]
+        cells = [
+            name,
+            f"{aggregate['accuracy']:.3f}",
+            f"[{aggregate['ci95'][0]:.3f}, {aggregate['ci95'][1]:.3f}]",
+            f"{report['total_reward']['accuracy']:.3f}",
+            f"{report['mean_reward']['accuracy']:.3f}",
+        ]
+        cells += [f"{report['by_kind'][k]['aggregate_reward_accuracy']:.3f}" for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    pairs = rows[0][1]["pairs"]
+    return (
+        "\n".join(lines)
+        + f"\n\n{pairs} held-out pairs; accuracy by kind of the aggregate (the sum unless "
+        "the reward says otherwise).\n"
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +29,7 @@ class ScoredCompletion:
     total: float
     mean: float
     rewards: np.ndarray  # per token; NaN where masked
+    aggregate: float = float("nan")  # the request's aggregate (the total for sum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +102,18 @@ def batches(pairs: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dic
 
 
 def score_batch(
-    scorer: Scorer, pairs: Sequence[dict[str, Any]], append_eos: bool
+    scorer: Scorer,
+    pairs: Sequence[dict[str, Any]],
+    append_eos: bool,
+    reward: Mapping[str, Any] | None = None,
 ) -> list[ScoredPair]:
-    body = {"items": [pair_item(p) for p in pairs], "append_eos": append_eos, "include": []}
+    """`reward`: request fields (baselines, guards) sent with the batch."""
+    body = {
+        "items": [pair_item(p) for p in pairs],
+        "append_eos": append_eos,
+        "include": [],
+        **(reward or {}),
+    }
     results = scorer.score(body)["results"]
     return [
         ScoredPair(
@@ -115,9 +125,10 @@ def score_batch(
 
 def completion(result: dict[str, Any]) -> ScoredCompletion:
     rewards = np.array([np.nan if v is None else v for v in result["rewards"]], dtype=np.float32)
-    mean = result["mean_reward"]
+    mean, aggregate = result["mean_reward"], result["aggregate_reward"]
     return ScoredCompletion(
         total=float(result["total_reward"]),
         mean=float("nan") if mean is None else float(mean),
         rewards=rewards,
+        aggregate=float("nan") if aggregate is None else float(aggregate),
     )

@@ -31,14 +31,12 @@ from transformers.utils import logging as hf_logging
 from harness.bench.environment import run_record
 from harness.demo.tasks import TASKS
 from harness.paths import ROOT
+from harness.rewards import BASE, FLOOR_CLIP, HALF, PESSIMISTIC, SOFT_MIN
 from harness.rl.config import DPRConfig
 from harness.rl.credit import Credit
 from harness.rl.report import plot, summarize, table
 from harness.rl.trainer import DPRTrainer, heldout_prompts, run
 from harness.servers import ServiceProcess
-
-BASE = {"baselines": ["base"]}
-HALF = {"baselines": ["sft-half"]}
 
 
 @dataclass(frozen=True)
@@ -54,24 +52,9 @@ ARMS = (
     Arm("sft", "(a) SFT alone", None, BASE),
     Arm("dpr-base", "(b) DPR, baseline base", "dense", BASE),
     Arm("dpr-sft-half", "(c) DPR, baseline sft-half", "dense", HALF),
-    Arm(
-        "sft-half-floor-clip",
-        "(d) sft-half, floor -5 and clip [-5, 1]",
-        "dense",
-        {**HALF, "ref_logprob_floor": -5.0, "reward_clip_min": -5.0, "reward_clip_max": 1.0},
-    ),
-    Arm(
-        "pessimistic",
-        "(e) pessimistic: max of base and sft-half",
-        "dense",
-        {"baselines": ["base", "sft-half"]},
-    ),
-    Arm(
-        "sft-half-soft-min",
-        "(f) sft-half, soft minimum (T = 1)",
-        "dense",
-        {**HALF, "aggregate": "soft_min", "soft_min_temperature": 1.0},
-    ),
+    Arm("sft-half-floor-clip", "(d) sft-half, floor -5 and clip [-5, 1]", "dense", FLOOR_CLIP),
+    Arm("pessimistic", "(e) pessimistic: max of base and sft-half", "dense", PESSIMISTIC),
+    Arm("sft-half-soft-min", "(f) sft-half, soft minimum (T = 1)", "dense", SOFT_MIN),
     Arm("sparse-base", "(g) same total at the last token (base)", "sparse", BASE),
     Arm("verifier", "(h) verifier 0/1 at the last token", "verifier", BASE),
     Arm("logpi-sft", "(i) log pi_sft alone (no baseline)", "dense", {}, "none"),

@@ -87,3 +87,27 @@ def test_in_process_evaluation_on_the_demo_pair(
         scorer.close()
     assert report["pairs"] == 60
     assert report["total_reward"]["accuracy"] >= 0.8
+
+
+def test_guard_ablation_scores_each_guard_on_one_server(demo_dir: Path, tmp_path: Path) -> None:
+    """Every guard of harness.rewards on 60 held-out pairs, one server holding both baselines:
+    the floor repairs the sft-half ranking (sft-half alone ranks these at ~0.75, README)."""
+    from harness.evaluation.run import guard_ablation
+    from harness.rewards import GUARDED
+
+    lines = (demo_dir / "heldout_pairs.jsonl").read_text().splitlines()[:60]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    table = guard_ablation(path, demo_dir, tmp_path, "transformers", progress=False)
+    reports = json.loads((tmp_path / "guards.json").read_text())
+    assert [r["reward"] for r in reports.values()] == [reward for _, reward in GUARDED.values()]
+    by_label = {label: reports[label]["aggregate_reward"]["accuracy"] for label in reports}
+    assert by_label["baseline base"] >= 0.9
+    half, floored = by_label["baseline sft-half"], by_label["sft-half, floor -5 and clip [-5, 1]"]
+    assert floored > half
+    # soft_min changes the aggregate, not the total: their accuracies differ.
+    soft = reports["sft-half, soft minimum (T = 1)"]
+    assert (
+        soft["total_reward"]["accuracy"] == reports["baseline sft-half"]["total_reward"]["accuracy"]
+    )
+    assert table.count("\n") == 2 + len(GUARDED) + 2
