@@ -36,6 +36,7 @@ TOOLS = {
     "image": ("harness.image", "Serve the CPU image from its own filesystem (test-image)."),
     "rl": ("harness.rl.experiment", "The Dense-Path REINFORCE experiment (`make rl`)."),
     "baselines": ("harness.bench.baselines", "Memory and throughput of an extra baseline."),
+    "hacking": ("harness.rl.hacking", "The hacking metrics while DPR games a reward, or not."),
 }
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -166,8 +166,9 @@ def reward_spec(settings: Settings, asked: Mapping[str, Any], gamma: float | Non
         ref_floor=pick("ref_logprob_floor", settings.ref_logprob_floor),
         clip_min=pick("reward_clip_min", settings.reward_clip_min),
         clip_max=pick("reward_clip_max", settings.reward_clip_max),
-        aggregate=pick("aggregate", settings.aggregate),
-        temperature=pick("soft_min_temperature", settings.soft_min_temperature),
+        # null: no guard, i.e. the plain sum (and the default temperature).
+        aggregate=pick("aggregate", settings.aggregate) or "sum",
+        temperature=pick("soft_min_temperature", None) or settings.soft_min_temperature,
     )
     low, high = guards.clip_min, guards.clip_max
     if low is not None and high is not None and low > high:

@@ -168,6 +168,24 @@ def test_group_scores_use_the_aggregate(served: tuple[httpx.Client, Any]) -> Non
         assert sum(s["reward"] for s in steps) == pytest.approx(completion["total_reward"])
 
 
+def test_null_turns_a_default_guard_off(fake_server: Callable[..., Any], demo_dir: Any) -> None:
+    settings = {"aggregate": "min", "soft_min_temperature": 3.0, "reward_clip_max": 0.0}
+    with (
+        fake_server(**settings) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        defaults = post(client, {"items": [item()]})["model"]["reward"]
+        assert (defaults["aggregate"], defaults["reward_clip_max"]) == ("min", 0.0)
+        body = {"items": [item()], "aggregate": None, "reward_clip_max": None}
+        body["soft_min_temperature"] = None
+        answer = post(client, body)
+    reward = answer["model"]["reward"]
+    assert reward["aggregate"] == "sum" and reward["reward_clip_max"] is None
+    assert reward["soft_min_temperature"] == 3.0
+    result = answer["results"][0]
+    assert result["aggregate_reward"] == result["total_reward"]
+
+
 @pytest.mark.parametrize(
     ("extra", "code", "field"),
     [
