@@ -34,7 +34,7 @@ from harness.paths import ROOT
 from harness.rewards import BASE, FLOOR_CLIP, HALF, PESSIMISTIC, SOFT_MIN
 from harness.rl.config import DPRConfig
 from harness.rl.credit import Credit
-from harness.rl.report import plot, summarize, table
+from harness.rl.report import contrast_table, contrasts, plot, summarize, table
 from harness.rl.trainer import DPRTrainer, heldout_prompts, run
 from harness.servers import ServiceProcess
 
@@ -252,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "arms": {arm.name: arm.label for arm in arms},
         "rewards": {arm.name: arm.reward for arm in arms},
         "summary": summarize(runs, audits),
+        "contrasts": contrasts(runs),
         "audits": audits,
         "runs": runs,
         "wall_s": round(time.perf_counter() - clock, 1),
@@ -265,6 +266,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     markdown = table(result["summary"], LABELS)
+    if result.get("contrasts"):
+        markdown += "\n" + contrast_table(result["contrasts"], LABELS)
     (out / "table.md").write_text(markdown)
     plot(result["runs"], result["summary"], out / "rl.png")
     print(markdown)
@@ -275,5 +278,6 @@ def rerender(results: Path) -> dict[str, Any]:
     """The table and plot again from a results.json (after a change to the report only)."""
     result: dict[str, Any] = json.loads(results.read_text())
     result["summary"] = summarize(result["runs"], result.get("audits", {}))
+    result["contrasts"] = contrasts(result["runs"])
     write_outputs(result, results.parent)
     return result

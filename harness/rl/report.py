@@ -75,6 +75,41 @@ def summarize(
     return rows
 
 
+# Differences beside "vs SFT": what dense credit buys over the same total at the end, and the
+# learned reward against the oracle.
+CONTRASTS = (("dpr-base", "sparse-base"), ("dpr-base", "verifier"))
+
+
+def contrasts(runs: Mapping[str, Sequence[Run]], draws: int = 4000, seed: int = 0) -> list[Run]:
+    """Each contrast's difference of mean accuracy, with its paired bootstrap interval."""
+    rows = []
+    for arm, other in CONTRASTS:
+        if arm not in runs or other not in runs:
+            continue
+        row: Run = {"arm": arm, "minus": other}
+        for metric in METRICS:
+            a = np.mean([per_prompt(r, metric).mean() for r in runs[arm]])
+            b = np.mean([per_prompt(r, metric).mean() for r in runs[other]])
+            low, high = bootstrap_difference(runs[arm], runs[other], metric, draws, seed)
+            row[metric] = {"diff": float(a - b), "ci95": [low, high]}
+        rows.append(row)
+    return rows
+
+
+def contrast_table(rows: Sequence[Run], labels: Mapping[str, str]) -> str:
+    lines = ["| difference | greedy, points [95% CI] | sampled, points [95% CI] |", "|---|---|---|"]
+    for row in rows:
+        cells = []
+        for metric in METRICS:
+            low, high = row[metric]["ci95"]
+            cells.append(f"{100 * row[metric]['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+        name = (
+            f"{labels.get(row['arm'], row['arm'])} minus {labels.get(row['minus'], row['minus'])}"
+        )
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(rows: Sequence[Run], labels: Mapping[str, str]) -> str:
     """The summary as a Markdown table (accuracies in %, differences in points)."""
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.rl.experiment import ARMS, main
-from harness.rl.report import bootstrap_difference, summarize, table
+from harness.rl.report import bootstrap_difference, contrast_table, contrasts, summarize, table
 
 
 def fake_run(greedy: list[bool], sampled: list[float], kl: float = 0.0) -> dict[str, object]:
@@ -67,4 +67,18 @@ def test_every_arm_runs_end_to_end(demo_dir: Path, tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"][0]["arm"] == "sft" and saved["benchmark"] == "python -m harness rl"
     assert (tmp_path / "rl.png").stat().st_size > 10_000
-    assert (tmp_path / "table.md").read_text().count("\n") == 2 + len(ARMS)
+    arms_table, contrasts_table = (tmp_path / "table.md").read_text().split("\n\n")
+    assert arms_table.count("\n") == 1 + len(ARMS)
+    assert "(b) DPR, baseline base minus (g) same total" in contrasts_table
+
+
+def test_contrasts_are_paired_differences() -> None:
+    dense = [fake_run([True, True, False, False], [1.0, 0.5, 0.5, 0.0])] * 2
+    sparse = [fake_run([True, False, False, False], [0.5, 0.5, 0.5, 0.0])] * 2
+    (row,) = contrasts({"dpr-base": dense, "sparse-base": sparse}, draws=200)
+    assert (row["arm"], row["minus"]) == ("dpr-base", "sparse-base")
+    assert row["greedy"]["diff"] == pytest.approx(0.25)
+    assert row["sampled"]["diff"] == pytest.approx(0.125)
+    low, high = row["greedy"]["ci95"]
+    assert 0 <= low <= 0.25 <= high
+    assert "+25.0" in contrast_table([row], {})
