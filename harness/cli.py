@@ -166,6 +166,12 @@ def train_dpr(
     heldout: Path = typer.Option(
         Path(".models/demo/heldout_pairs.jsonl"), help="Held-out prompts (never trained on)."
     ),
+    task: str = typer.Option("sort", help="sort or sums: the prompts, checker, answer length."),
+    reward: str = typer.Option(
+        "{}",
+        help='Reward fields sent with every request, as JSON: {"baselines": ["sft-half"], '
+        '"ref_logprob_floor": -5, "aggregate": "soft_min", ...}; default: the server\'s.',
+    ),
     credit: str = typer.Option("dense", help="dense, sparse (total at the end) or verifier."),
     steps: int = typer.Option(DPRConfig.steps, min=0),
     prompts_per_step: int = typer.Option(DPRConfig.prompts_per_step, min=1),
@@ -179,16 +185,30 @@ def train_dpr(
     log: Path | None = typer.Option(None, help="Per-step log (JSONL); default: beside --out."),
     save: Path | None = typer.Option(None, help="Save the trained policy here."),
 ) -> None:
-    """Dense-Path REINFORCE on the demo sorting task against a running reward server."""
+    """Dense-Path REINFORCE on a demo task against a running reward server."""
     configure_logging("text", "warning")
     from dense_reward_client import RewardClient
 
+    from harness.demo.tasks import TASKS
     from harness.rl.trainer import DPRTrainer, heldout_prompts, run
 
     if credit not in CREDITS:
         typer.echo(f"--credit {credit!r}: expected one of {', '.join(CREDITS)}", err=True)
         raise typer.Exit(2)
+    if task not in TASKS:
+        typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        fields = json.loads(reward)
+        if not isinstance(fields, dict):
+            raise ValueError("must be a JSON object")
+    except ValueError as error:
+        typer.echo(f"--reward {reward!r}: {error}", err=True)
+        raise typer.Exit(2) from None
     config = DPRConfig(
+        task=task,
+        reward=fields,
+        max_new_tokens=TASKS[task].max_answer_tokens,
         credit=credit,  # type: ignore[arg-type]
         steps=steps,
         prompts_per_step=prompts_per_step,

@@ -107,6 +107,15 @@ def test_cli_trains_and_saves(demo_url: str, demo_dir: Path, tmp_path: Path) -> 
     assert (tmp_path / "policy" / "model.safetensors").exists()
     bad = CliRunner().invoke(cli, [*args[:3], "--credit", "oracle"])
     assert bad.exit_code == 2 and "--credit 'oracle'" in bad.output
+    bad = CliRunner().invoke(cli, [*args[:3], "--task", "chess"])
+    assert bad.exit_code == 2 and "--task 'chess'" in bad.output
+    bad = CliRunner().invoke(cli, [*args[:3], "--reward", "[1]"])
+    assert bad.exit_code == 2 and "--reward" in bad.output
+    guarded = tmp_path / "guarded.json"
+    fields = '{"aggregate": "soft_min", "ref_logprob_floor": -5.0}'
+    result = CliRunner().invoke(cli, [*args[:-4], "--reward", fields, "--out", str(guarded)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(guarded.read_text())["config"]["reward"] == json.loads(fields)
 
 
 class NoDenseReward:
