@@ -53,6 +53,20 @@ def serve(ctx: typer.Context) -> None:
     run_server(settings)
 
 
+def reward_fields(text: str, prog: str) -> dict[str, object]:
+    """A `--reward` option's JSON object of request fields; anything else exits 2."""
+    import json
+
+    try:
+        fields = json.loads(text)
+        if not isinstance(fields, dict):
+            raise ValueError("must be a JSON object")
+    except ValueError as error:
+        typer.echo(f"{prog}: --reward {text!r}: {error}", err=True)
+        raise typer.Exit(2) from None
+    return fields
+
+
 @cli.command()
 def audit(
     url: str = typer.Option("http://127.0.0.1:8000", help="The running server to audit."),
@@ -96,13 +110,7 @@ def audit(
     from dense_reward_server.audit.run import AuditConfig, summary
     from dense_reward_server.audit.run import audit as run_audit
 
-    try:
-        fields = json.loads(reward)
-        if not isinstance(fields, dict):
-            raise ValueError("must be a JSON object")
-    except ValueError as error:
-        typer.echo(f"dense-reward-server audit: --reward {reward!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+    fields = reward_fields(reward, "dense-reward-server audit")
     if not demos.is_file():
         typer.echo(f"dense-reward-server audit: --demos {str(demos)!r} is not a file", err=True)
         raise typer.Exit(2)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from dense_reward_server.cli import load_settings
+from dense_reward_server.cli import load_settings, reward_fields
 from dense_reward_server.logs import configure_logging
 from harness.rl.config import DPRConfig
 from harness.rl.credit import CREDITS
@@ -198,13 +198,7 @@ def train_dpr(
     if task not in TASKS:
         typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
         raise typer.Exit(2)
-    try:
-        fields = json.loads(reward)
-        if not isinstance(fields, dict):
-            raise ValueError("must be a JSON object")
-    except ValueError as error:
-        typer.echo(f"--reward {reward!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+    fields = reward_fields(reward, "python -m harness train-dpr")
     config = DPRConfig(
         task=task,
         reward=fields,

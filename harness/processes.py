@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import psutil
+
 from harness.paths import LOG_DIR, ROOT
 
 
@@ -62,3 +64,18 @@ class ManagedProcess:
         code = self.proc.wait(timeout=30)
         self.log.close()
         return code
+
+
+def tree_rss_bytes(process: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants (0 once it has gone)."""
+    try:
+        procs = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total

@@ -26,6 +26,7 @@ from dense_reward_client import RewardClient
 from harness.bench.cli import sampler, scoring_vocab
 from harness.bench.environment import run_record
 from harness.paths import DEMO, RESULTS
+from harness.processes import tree_rss_bytes
 from harness.servers import ServiceProcess
 from harness.workloads import SHAPES, Request
 
@@ -47,19 +48,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, MiB."""
-    root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total / 2**20
-
-
 def measure(
     args: argparse.Namespace, name: str, requests: list[Request], repeat: int
 ) -> dict[str, Any]:
@@ -74,7 +62,7 @@ def measure(
     server = ServiceProcess(name=f"baselines-{repeat}", backend=args.backend, **settings)
     try:
         ready_s = server.wait_ready()
-        rss = tree_rss_mib(server.proc.pid)
+        rss = tree_rss_bytes(psutil.Process(server.proc.pid)) / 2**20
         with RewardClient(server.url) as client:
             warm = requests[0].body()
             client.token_rewards(warm["items"], baselines=baselines)

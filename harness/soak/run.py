@@ -19,6 +19,7 @@ import psutil
 from dense_reward_server.sequence import ScoreInput
 from harness import load
 from harness.paths import pair_settings
+from harness.processes import tree_rss_bytes
 from harness.servers import ServiceProcess, pooled_limits, vocab_size
 from harness.soak.mix import LIMITS, MIX, Body, Mix, expected_status
 
@@ -81,17 +82,7 @@ class RssSampler:
         self.peak_bytes = 0
 
     def sample(self) -> None:
-        try:
-            procs = [self.process, *self.process.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
-        total = 0
-        for proc in procs:
-            try:
-                total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
-        self.peak_bytes = max(self.peak_bytes, total)
+        self.peak_bytes = max(self.peak_bytes, tree_rss_bytes(self.process))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
