@@ -4,7 +4,8 @@
 `sft` is `base` fine-tuned, in one pass, on expert demonstrations of a task; `sft-half` is the
 checkpoint after half of those demonstrations (the paper's reviewers' best baseline). The
 sorting pair (`build_demo`) trains the tokenizer and `base`; every other task's pair
-(`build_task`) fine-tunes a copy of that `base`, so all pairs share one tokenizer. The build
+(`build_task`) starts from that `base` (so all pairs share one tokenizer), trains it further on
+the task's pretraining transcripts where the task has them, then fine-tunes it. The build
 then measures on held-out prompts how often the reward ranks the expert completion above a
 corrupted one, and writes `demo_report.json` and `heldout_pairs.jsonl` beside the models.
 The same seed gives byte-identical weights (the report records their sha256).
@@ -101,13 +102,17 @@ def build_task(
     config = replace(config or TASK_CONFIGS[name], seed=seed)
     started = time.perf_counter()
     timings: Timings = {}
+    base_steps = config.task_base_steps if demo_task.pretrain_example else 0
     with partial_folder(Path(out_dir)) as work, deterministic_torch(seed):
         base = work / "base"
         shutil.copytree(Path(sort_dir) / "base", base)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(base)
         model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
-        timings["base"] = time.perf_counter() - started
-        with progress_bar(config.sft_steps, f"{name} pair", progress) as bar:
+        with progress_bar(base_steps + config.sft_steps, f"{name} pair", progress) as bar:
+            if base_steps:
+                pretrain(demo_task, model, tokenizer, config, bar, base_steps)
+                save_with_tokenizer_of(model, Path(sort_dir) / "base", base)
+            timings["base"] = time.perf_counter() - started
             trained_on = fine_tune(
                 demo_task,
                 model,
@@ -120,6 +125,28 @@ def build_task(
         report = finish(demo_task, work, tokenizer, config, trained_on, timings, started)
     log_built(demo_task, Path(out_dir), report)
     return report
+
+
+def pretrain(
+    demo_task: DemoTask,
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    config: DemoConfig,
+    bar: tqdm,
+    steps: int,
+) -> None:
+    """Base's training continued on its generic corpus mixed with the task's pretraining
+    transcripts (`config.task_share` of the samples): base then knows the task's layout."""
+    assert demo_task.pretrain_example is not None
+    make = demo_task.pretrain_example
+    rng = stream(config.seed, phase(demo_task, "base"))
+    generic = task.generic_corpus(rng, task.english_paragraphs())
+
+    def corpus() -> Iterator[str | task.Chat]:
+        while True:
+            yield make(rng) if rng.random() < config.task_share else next(generic)
+
+    train_base(model, tokenizer, corpus(), config, bar, steps)
 
 
 def fine_tune(

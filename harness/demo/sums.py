@@ -27,12 +27,35 @@ CORRUPTIONS: tuple[str, ...] = (
     "truncate",  # stopped one or more steps early
 )
 SLIPS = (-10, -2, -1, 1, 2, 10)  # how a written sum goes wrong: off by one or two, a lost carry
+# The careless writer of base's pretraining transcripts: forgets half of the carries and slips
+# by one or two on 1 sum in 20; the layout is always right.
+CARRY_LOSS, SLIP_RATE, SMALL_SLIPS = 0.5, 0.05, (-2, -1, 1, 2)
 
 
 def make_example(rng: random.Random) -> Chat:
     """A prompt ("Running sums: 3 5 2") and its expert completion ("3+5=8, 8+2=10")."""
     numbers = [rng.randint(MIN_NUMBER, MAX_NUMBER) for _ in range(rng.randint(MIN_LEN, MAX_LEN))]
     return f"{INSTRUCTION} {join(numbers)}", answer_for(numbers)
+
+
+def sloppy_example(rng: random.Random) -> Chat:
+    """A prompt and a careless writer's answer, for base's pretraining corpus: base learns the
+    layout (how many steps, where the answer ends) and arithmetic with a human's common error,
+    so that `log pi_sft - log pi_base` measures what the expert demonstrations taught (to
+    carry, not to slip) rather than the layout, which a base that never saw the task would pay
+    for per token (a longer answer then earns more). Each step builds on the sum as written.
+    """
+    prompt, _ = make_example(rng)
+    numbers = numbers_of(prompt)
+    written = [numbers[0]]
+    for n in numbers[1:]:
+        total = written[-1] + n
+        if written[-1] % 10 + n >= 10 and rng.random() < CARRY_LOSS:
+            total -= 10
+        elif rng.random() < SLIP_RATE:
+            total = min(99, max(0, total + rng.choice(SMALL_SLIPS)))  # one token of the demo
+        written.append(total)
+    return prompt, render(numbers, written)
 
 
 def running(numbers: list[int]) -> list[int]:

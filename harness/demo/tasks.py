@@ -1,7 +1,8 @@
 """The demo tasks by name: what the build, an RL trainer or an audit tool needs of each.
 
-Both pairs share one tokenizer and one `base` (the sorting build's); each task's `sft` is that
-base fine-tuned on the task's demonstrations. Pure text like the task modules: no torch.
+Both pairs share one tokenizer; every task's `base` is the sorting build's, trained further on
+the task's own pretraining transcripts where the task has them, and its `sft` is that base
+fine-tuned on the task's demonstrations. Pure text like the task modules: no torch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class DemoTask:
     is_correct: Checker
     corrupt: Corrupter
     corruptions: tuple[str, ...]  # the kinds `corrupt` knows, taken in turn for held-out pairs
+    # The task as base's pretraining saw it (imperfect answers); None: base never saw it.
+    pretrain_example: ExampleMaker | None = None
 
 
 SORT = DemoTask(
@@ -53,5 +56,6 @@ SUMS = DemoTask(
     is_correct=sums.is_correct,
     corrupt=sums.corrupt,
     corruptions=sums.CORRUPTIONS,
+    pretrain_example=sums.sloppy_example,
 )
 TASKS: dict[str, DemoTask] = {t.name: t for t in (SORT, SUMS)}

@@ -32,7 +32,7 @@ from harness.bench.environment import run_record
 from harness.demo.tasks import TASKS
 from harness.paths import ROOT
 from harness.rewards import BASE, FLOOR_CLIP, HALF, PESSIMISTIC, SOFT_MIN
-from harness.rl.config import DPRConfig
+from harness.rl.config import TASK_LR, DPRConfig
 from harness.rl.credit import Credit
 from harness.rl.report import contrast_table, contrasts, plot, summarize, table
 from harness.rl.trainer import DPRTrainer, heldout_prompts, run
@@ -94,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(LABELS))
     parser.add_argument("--seeds", type=positive, default=3)
     parser.add_argument("--steps", type=positive, default=DPRConfig.steps)
-    parser.add_argument("--lr", type=float, default=DPRConfig.lr)
+    parser.add_argument("--lr", type=float, default=None, help="default: the task's TASK_LR")
     parser.add_argument("--kl-coef", type=float, default=DPRConfig.kl_coef)
     parser.add_argument("--eval-prompts", type=positive, default=300)
     parser.add_argument(
@@ -125,6 +125,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.demo = args.demo or ROOT / TASKS[args.task].folder
     args.out = args.out or ROOT / "docs" / "rl" / args.task
+    args.lr = TASK_LR[args.task] if args.lr is None else args.lr
     return args
 
 

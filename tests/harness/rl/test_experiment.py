@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.rl.experiment import ARMS, main
+from harness.demo.tasks import TASKS
+from harness.rl.config import TASK_LR, DPRConfig
+from harness.rl.experiment import ARMS, main, parse_args
 from harness.rl.report import bootstrap_difference, contrast_table, contrasts, summarize, table
 
 
@@ -82,3 +84,10 @@ def test_contrasts_are_paired_differences() -> None:
     low, high = row["greedy"]["ci95"]
     assert 0 <= low <= 0.25 <= high
     assert "+25.0" in contrast_table([row], {})
+
+
+def test_each_task_trains_at_its_own_step_size_unless_told() -> None:
+    assert parse_args(["--task", "sort"]).lr == TASK_LR["sort"] == DPRConfig.lr
+    assert parse_args(["--task", "sums"]).lr == TASK_LR["sums"] < TASK_LR["sort"]
+    assert parse_args(["--task", "sums", "--lr", "1e-3"]).lr == 1e-3
+    assert set(TASK_LR) == set(TASKS)
