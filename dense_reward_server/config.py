@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from dense_reward_server.guards import Aggregate, RefLogprobFloor, RewardBound, SoftMinTemperature
+
 Backend = Literal["vllm", "transformers"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -113,26 +115,24 @@ class Settings(BaseSettings):
         description="Default of a request's `baselines`: names among base and the extra "
         "baselines (JSON list or comma-separated); default: base alone.",
     )
-    ref_logprob_floor: float | None = Field(
+    ref_logprob_floor: RefLogprobFloor | None = Field(
         None,
-        le=0,
-        allow_inf_nan=False,
         description="Default floor on the reference log-prob (a request's `ref_logprob_floor`): "
         "a token's reward is then at most beta*(log pi_sft - floor); default none.",
     )
-    reward_clip_min: float | None = Field(
-        None, allow_inf_nan=False, description="Default lower bound of each token's reward."
+    reward_clip_min: RewardBound | None = Field(
+        None, description="Default lower bound of each token's reward."
     )
-    reward_clip_max: float | None = Field(
-        None, allow_inf_nan=False, description="Default upper bound of each token's reward."
+    reward_clip_max: RewardBound | None = Field(
+        None, description="Default upper bound of each token's reward."
     )
-    aggregate: Literal["sum", "mean", "min", "soft_min"] = Field(
+    aggregate: Aggregate = Field(
         "sum",
         description="Default sequence aggregate (`aggregate_reward`, group scores, returns): "
         "sum, mean, min, or soft_min (softmax(-r/T)-weighted sum, PURE's min-form).",
     )
-    soft_min_temperature: float = Field(
-        1.0, gt=0, allow_inf_nan=False, description="Default temperature T of soft_min."
+    soft_min_temperature: SoftMinTemperature = Field(
+        1.0, description="Default temperature T of soft_min."
     )
     implausible_logprob: float = Field(
         -5.0,

@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -18,7 +19,12 @@ from pydantic import (
 
 from dense_reward_server.api.wire import View
 from dense_reward_server.core.request import ScoreRequest
-from dense_reward_server.rewards.maths import Aggregate
+from dense_reward_server.guards import (
+    Aggregate,
+    RefLogprobFloor,
+    RewardBound,
+    SoftMinTemperature,
+)
 
 DEFAULT_INCLUDE: list[Include] = ["logprobs"]
 REWARD_FIELDS = (
@@ -157,26 +163,24 @@ class TokenRewardsRequest(BaseModel):
         description="Loaded baselines (GET /v1/models) whose most likely log-prob per token is "
         "the reference: r = beta*(log pi_sft - max_k log pi_k), the pessimistic reward.",
     )
-    ref_logprob_floor: StrictFloat | None = Field(
+    ref_logprob_floor: Annotated[RefLogprobFloor, Strict()] | None = Field(
         None,
-        le=0,
-        allow_inf_nan=False,
         description="Floor on the reference log-prob: a token earns at most "
         "beta*(log pi_sft - floor).",
     )
-    reward_clip_min: StrictFloat | None = Field(
-        None, allow_inf_nan=False, description="Lower bound of each token's reward."
+    reward_clip_min: Annotated[RewardBound, Strict()] | None = Field(
+        None, description="Lower bound of each token's reward."
     )
-    reward_clip_max: StrictFloat | None = Field(
-        None, allow_inf_nan=False, description="Upper bound of each token's reward."
+    reward_clip_max: Annotated[RewardBound, Strict()] | None = Field(
+        None, description="Upper bound of each token's reward."
     )
     aggregate: Aggregate | None = Field(
         None,
         description="The sequence score in `aggregate_reward`, group scores and returns: sum, "
         "mean, min, or soft_min (softmax(-r/T)-weighted sum of the rewards).",
     )
-    soft_min_temperature: StrictFloat | None = Field(
-        None, gt=0, allow_inf_nan=False, description="Temperature T of soft_min."
+    soft_min_temperature: Annotated[SoftMinTemperature, Strict()] | None = Field(
+        None, description="Temperature T of soft_min."
     )
 
     def reward_fields(self) -> dict[str, Any]:

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from dense_reward_server.errors import NonFiniteLogprob
-
-Aggregate = Literal["sum", "mean", "min", "soft_min"]
-AGGREGATES: tuple[Aggregate, ...] = ("sum", "mean", "min", "soft_min")
+from dense_reward_server.guards import Aggregate
 
 
 @dataclass(frozen=True, slots=True)
