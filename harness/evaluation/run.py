@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +98,37 @@ def ablation(
 
 
 def markdown_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    return ranking_table(
+        rows,
+        "baseline",
+        "total_reward",
+        {
+            "accuracy (mean)": lambda report: f"{report['mean_reward']['accuracy']:.3f}",
+            "median margin": lambda report: f"{report['margin']['quantiles']['p50']:.2f}",
+        },
+        "accuracy of the total reward by kind.",
+    )
+
+
+def ranking_table(
+    rows: list[tuple[str, dict[str, Any]]],
+    label: str,
+    score: str,
+    beside: Mapping[str, Callable[[dict[str, Any]], str]],
+    note: str,
+) -> str:
+    """One row per evaluation: the accuracy of `score` (a report's `total_reward` or
+    `aggregate_reward`) with its interval, the `beside` columns, then `score` by kind."""
     kinds = sorted(rows[0][1]["by_kind"])
-    header = ["baseline", "accuracy (total)", "95% CI", "accuracy (mean)", "median margin"]
+    header = [label, f"accuracy ({score.removesuffix('_reward')})", "95% CI", *beside]
     lines = ["| " + " | ".join(header + kinds) + " |", "|" + "---|" * (len(header) + len(kinds))]
     for name, report in rows:
-        total, mean = report["total_reward"], report["mean_reward"]
-        cells = [
-            name,
-            f"{total['accuracy']:.3f}",
-            f"[{total['ci95'][0]:.3f}, {total['ci95'][1]:.3f}]",
-            f"{mean['accuracy']:.3f}",
-            f"{report['margin']['quantiles']['p50']:.2f}",
-        ]
-        cells += [f"{report['by_kind'][k]['total_reward_accuracy']:.3f}" for k in kinds]
+        accuracy, (low, high) = report[score]["accuracy"], report[score]["ci95"]
+        cells = [name, f"{accuracy:.3f}", f"[{low:.3f}, {high:.3f}]"]
+        cells += [column(report) for column in beside.values()]
+        cells += [f"{report['by_kind'][k][f'{score}_accuracy']:.3f}" for k in kinds]
         lines.append("| " + " | ".join(cells) + " |")
-    pairs = rows[0][1]["pairs"]
-    return "\n".join(lines) + f"\n\n{pairs} held-out pairs; accuracy of the total reward by kind.\n"
+    return "\n".join(lines) + f"\n\n{rows[0][1]['pairs']} held-out pairs; {note}\n"
 
 
 def guard_ablation(
@@ -145,23 +160,13 @@ def guard_ablation(
 
 
 def guard_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    kinds = sorted(rows[0][1]["by_kind"])
-    header = ["reward", "accuracy (aggregate)", "95% CI", "total", "mean"]
-    lines = ["| " + " | ".join(header + kinds) + " |", "|" + "---|" * (len(header) + len(kinds))]
-    for name, report in rows:
-        aggregate = report["aggregate_reward"]
-        cells = [
-            name,
-            f"{aggregate['accuracy']:.3f}",
-            f"[{aggregate['ci95'][0]:.3f}, {aggregate['ci95'][1]:.3f}]",
-            f"{report['total_reward']['accuracy']:.3f}",
-            f"{report['mean_reward']['accuracy']:.3f}",
-        ]
-        cells += [f"{report['by_kind'][k]['aggregate_reward_accuracy']:.3f}" for k in kinds]
-        lines.append("| " + " | ".join(cells) + " |")
-    pairs = rows[0][1]["pairs"]
-    return (
-        "\n".join(lines)
-        + f"\n\n{pairs} held-out pairs; accuracy by kind of the aggregate (the sum unless "
-        "the reward says otherwise).\n"
+    return ranking_table(
+        rows,
+        "reward",
+        "aggregate_reward",
+        {
+            "total": lambda report: f"{report['total_reward']['accuracy']:.3f}",
+            "mean": lambda report: f"{report['mean_reward']['accuracy']:.3f}",
+        },
+        "accuracy by kind of the aggregate (the sum unless the reward says otherwise).",
     )
