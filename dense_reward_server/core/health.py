@@ -134,9 +134,11 @@ class HealthMonitor:
 
     def _compare(self, answer: PairLogprobs) -> str | None:
         assert self.reference is not None
+        # Every engine: the SFT model, base and each extra baseline (a swapped checkpoint
+        # behind any of them changes the rewards of the requests that pick it).
+        before = self.reference.baselines()
         pairs = [("sft", answer.sft[0], self.reference.sft[0])]
-        if answer.base is not None and self.reference.base is not None:
-            pairs.append(("base", answer.base[0], self.reference.base[0]))
+        pairs += [(name, now[0], before[name][0]) for name, now in answer.baselines().items()]
         for model, now, then in pairs:
             difference = float(np.max(np.abs(now - then))) if np.all(np.isfinite(now)) else np.inf
             if difference > self.settings.canary_tolerance:

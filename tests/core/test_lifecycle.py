@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,19 @@ def test_canary_catches_a_changed_model(fake_server: Callable[..., Any]) -> None
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "canary_failed"
         assert httpx.get(server.url + "/health").status_code == 200  # alive, not ready
         pair.sft.salt = 3
+        wait_until(lambda: ready_code(server.url) == (200, None), 5)
+
+
+def test_the_canary_watches_every_baseline(fake_server: Callable[..., Any], demo_dir: Path) -> None:
+    settings = {"health_interval_s": 0.1, "canary_interval_s": 0.2}
+    half = {"half": str(demo_dir / "sft-half")}  # its tokenizer is checked; the engine is fake
+    with fake_server(extra_baselines=half, **settings) as server:
+        assert ready_code(server.url) == (200, None)
+        server.pair.extra["half"].salt = 4  # a swapped checkpoint behind an extra baseline
+        wait_until(lambda: ready_code(server.url) == (503, "canary_failed"), 5)
+        message = httpx.get(server.url + "/ready").json()["error"]["message"]
+        assert "the half engine's canary log-probs moved" in message
+        server.pair.extra["half"].salt = 11
         wait_until(lambda: ready_code(server.url) == (200, None), 5)
 
 
