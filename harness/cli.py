@@ -37,6 +37,7 @@ TOOLS = {
     "rl": ("harness.rl.experiment", "The Dense-Path REINFORCE experiment (`make rl`)."),
     "baselines": ("harness.bench.baselines", "Memory and throughput of an extra baseline."),
     "hacking": ("harness.rl.hacking", "The hacking metrics while DPR games a reward, or not."),
+    "anatomy": ("harness.demo.anatomy", "Where the running-sums reward comes from, by token."),
 }
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.demo import sums, task
+from harness.demo import anatomy, sums, task
 from harness.demo.build import (
     MODEL_FILES,
     MODEL_NAMES,
@@ -214,3 +214,19 @@ def test_the_sums_build_is_reproducible(
     assert (tmp_path / "sums" / "heldout_pairs.jsonl").read_bytes() == (
         sums_dir / "heldout_pairs.jsonl"
     ).read_bytes()
+
+
+def test_the_anatomy_covers_every_token_of_the_expert_answers(
+    tiny_pairs: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, sums_dir, _ = tiny_pairs
+    out = tmp_path / "anatomy.json"
+    report = anatomy.main(["--demo", str(sums_dir), "--prompts", "3", "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    roles = report["by_role"]
+    assert roles["first"]["tokens"] == roles["eos"]["tokens"] == 3
+    assert roles["addend"]["tokens"] == roles["sum"]["tokens"] == roles["copy"]["tokens"] + 3
+    for row in roles.values():
+        assert 0 <= row["plausible_deviation_earns_more"] <= 1
+        assert row["sft_entropy"] >= 0 and row["base_entropy"] >= 0
+    assert set(report["extension_gain"]) == {"1 more", "2 more", "4 more"}
