@@ -15,7 +15,7 @@ import typer
 
 from dense_reward_server.cli import load_settings, reward_fields
 from dense_reward_server.logs import configure_logging
-from harness.rl.config import DPRConfig
+from harness.rl.config import TASK_LR, DPRConfig
 from harness.rl.credit import CREDITS
 
 app = typer.Typer(
@@ -177,7 +177,7 @@ def train_dpr(
     steps: int = typer.Option(DPRConfig.steps, min=0),
     prompts_per_step: int = typer.Option(DPRConfig.prompts_per_step, min=1),
     samples: int = typer.Option(DPRConfig.samples_per_prompt, min=2, help="K per prompt."),
-    lr: float = typer.Option(DPRConfig.lr, min=0.0),
+    lr: float | None = typer.Option(None, min=0.0, help="Default: the task's (TASK_LR)."),
     kl_coef: float = typer.Option(DPRConfig.kl_coef, min=0.0),
     seed: int = typer.Option(0),
     eval_prompts: int = typer.Option(300, min=1, help="Held-out prompts in the final eval."),
@@ -208,7 +208,7 @@ def train_dpr(
         steps=steps,
         prompts_per_step=prompts_per_step,
         samples_per_prompt=samples,
-        lr=lr,
+        lr=TASK_LR[task] if lr is None else lr,
         kl_coef=kl_coef,
         seed=seed,
     )

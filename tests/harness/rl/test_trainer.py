@@ -15,7 +15,7 @@ import torch
 from dense_reward_client import RewardClient
 
 from harness.demo.tasks import TASKS
-from harness.rl.config import DPRConfig
+from harness.rl.config import TASK_LR, DPRConfig
 from harness.rl.trainer import DPRTrainer, heldout_prompts, run, train_prompts
 
 
@@ -103,6 +103,7 @@ def test_cli_trains_and_saves(demo_url: str, demo_dir: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "held-out greedy accuracy" in result.output
     assert json.loads(out.read_text())["config"]["steps"] == 1
+    assert json.loads(out.read_text())["config"]["lr"] == TASK_LR["sort"]  # the task's own
     assert len(out.with_suffix(".log.jsonl").read_text().splitlines()) == 1
     assert (tmp_path / "policy" / "model.safetensors").exists()
     bad = CliRunner().invoke(cli, [*args[:3], "--credit", "oracle"])
@@ -113,9 +114,11 @@ def test_cli_trains_and_saves(demo_url: str, demo_dir: Path, tmp_path: Path) -> 
     assert bad.exit_code == 2 and "--reward" in bad.output
     guarded = tmp_path / "guarded.json"
     fields = '{"aggregate": "soft_min", "ref_logprob_floor": -5.0}'
-    result = CliRunner().invoke(cli, [*args[:-4], "--reward", fields, "--out", str(guarded)])
+    told = [*args[:-4], "--reward", fields, "--lr", "1e-4", "--out", str(guarded)]
+    result = CliRunner().invoke(cli, told)
     assert result.exit_code == 0, result.output
     assert json.loads(guarded.read_text())["config"]["reward"] == json.loads(fields)
+    assert json.loads(guarded.read_text())["config"]["lr"] == 1e-4
 
 
 class NoDenseReward:
