@@ -69,7 +69,8 @@ def demo(
 ) -> None:
     """Build a small demo SFT/base pair (a few minutes on 2 CPU cores).
 
-    sums fine-tunes a copy of the sorting pair's base (built first if it is missing).
+    sums trains a copy of the sorting pair's base (built first if it is missing) further on a
+    careless writer's transcripts, then fine-tunes it on expert ones.
     """
     configure_logging(log_format, "info")
     from harness.demo.build import main as build_main

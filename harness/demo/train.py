@@ -45,7 +45,9 @@ class DemoConfig:
 
 # Each task's build. Running sums: base reads 300 steps of a mix half made of a careless
 # writer's transcripts (`sums.sloppy_example`), then 300 SFT steps leave about two thirds of the
-# held-out prompts wrong under greedy decoding; the whole build takes about 2.5 minutes.
+# held-out prompts wrong under greedy decoding; the whole build takes about 2.5 minutes. Base
+# then knows where answers end and what a step looks like, not which prompt number comes next
+# (`python -m harness anatomy`: 2.2 nats of entropy there, against SFT's 0.6).
 TASK_CONFIGS = {"sort": DemoConfig(), "sums": DemoConfig(task_base_steps=300, sft_steps=300)}
 
 
