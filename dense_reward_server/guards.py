@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 Aggregate = Literal["sum", "mean", "min", "soft_min"]  # the sequence score (README, guards)
-AGGREGATES: tuple[Aggregate, ...] = ("sum", "mean", "min", "soft_min")
 RefLogprobFloor = Annotated[float, Field(le=0, allow_inf_nan=False)]  # a log-prob: <= 0
 RewardBound = Annotated[float, Field(allow_inf_nan=False)]  # reward_clip_min / max
 SoftMinTemperature = Annotated[float, Field(gt=0, allow_inf_nan=False)]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 
 from dense_reward_server.cli import load_settings, reward_fields
 from dense_reward_server.logs import configure_logging
-from harness.rl.config import TASK_LR, DPRConfig
+from harness.rl.config import DPRConfig, task_lr
 from harness.rl.credit import CREDITS
 
 app = typer.Typer(
@@ -40,6 +41,13 @@ TOOLS = {
     "anatomy": ("harness.demo.anatomy", "Where the running-sums reward comes from, by token."),
 }
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def require_one_of(option: str, value: str, known: Iterable[str]) -> None:
+    """Exit 2 with one line unless `value` is one of `known`."""
+    if value not in known:
+        typer.echo(f"--{option} {value!r}: expected one of {', '.join(known)}", err=True)
+        raise typer.Exit(2)
 
 
 def add_tool(name: str, module: str, summary: str) -> None:
@@ -76,9 +84,7 @@ def demo(
     from harness.demo.build import main as build_main
     from harness.demo.tasks import TASKS
 
-    if task not in TASKS:
-        typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
-        raise typer.Exit(2)
+    require_one_of("task", task, TASKS)
     build_main(out, seed, task, sort_pair)
 
 
@@ -150,9 +156,7 @@ def guards(
     from harness.evaluation.run import guard_ablation
     from harness.paths import ROOT
 
-    if task not in TASKS:
-        typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
-        raise typer.Exit(2)
+    require_one_of("task", task, TASKS)
     demo = ROOT / TASKS[task].folder
     folder = out or ROOT / "docs" / "guards" / task
     typer.echo(guard_ablation(demo / "heldout_pairs.jsonl", demo, folder, backend))
@@ -194,12 +198,8 @@ def train_dpr(
     from harness.demo.tasks import TASKS
     from harness.rl.trainer import DPRTrainer, heldout_prompts, run
 
-    if credit not in CREDITS:
-        typer.echo(f"--credit {credit!r}: expected one of {', '.join(CREDITS)}", err=True)
-        raise typer.Exit(2)
-    if task not in TASKS:
-        typer.echo(f"--task {task!r}: expected one of {', '.join(TASKS)}", err=True)
-        raise typer.Exit(2)
+    require_one_of("credit", credit, CREDITS)
+    require_one_of("task", task, TASKS)
     fields = reward_fields(reward, "python -m harness train-dpr")
     config = DPRConfig(
         task=task,
@@ -209,7 +209,7 @@ def train_dpr(
         steps=steps,
         prompts_per_step=prompts_per_step,
         samples_per_prompt=samples,
-        lr=TASK_LR[task] if lr is None else lr,
+        lr=task_lr(task, lr),
         kl_coef=kl_coef,
         seed=seed,
     )

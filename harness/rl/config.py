@@ -33,3 +33,8 @@ class DPRConfig:
 # seed, `docs/rl/sums-lr-probe/`: 2e-4 loses 5.3 points greedy, 5e-5 gains 3.7), before any
 # reward arm ran.
 TASK_LR = {"sort": 2e-4, "sums": 5e-5}
+
+
+def task_lr(task: str, lr: float | None = None) -> float:
+    """The step size a run uses: `lr` when given, else the task's."""
+    return TASK_LR[task] if lr is None else lr

@@ -32,7 +32,7 @@ from harness.bench.environment import run_record
 from harness.demo.tasks import TASKS
 from harness.paths import ROOT
 from harness.rewards import BASE, FLOOR_CLIP, HALF, PESSIMISTIC, SOFT_MIN
-from harness.rl.config import TASK_LR, DPRConfig
+from harness.rl.config import DPRConfig, task_lr
 from harness.rl.credit import Credit
 from harness.rl.report import contrast_table, contrasts, plot, summarize, table
 from harness.rl.trainer import DPRTrainer, heldout_prompts, run
@@ -125,7 +125,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.demo = args.demo or ROOT / TASKS[args.task].folder
     args.out = args.out or ROOT / "docs" / "rl" / args.task
-    args.lr = TASK_LR[args.task] if args.lr is None else args.lr
+    args.lr = task_lr(args.task, args.lr)
     return args
 
 
