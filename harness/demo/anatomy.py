@@ -25,6 +25,7 @@ import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.demo import sums
+from harness.demo.evaluate import completion_logprobs
 from harness.demo.tokenizer import chat_prompt_ids, completion_ids
 from harness.paths import ROOT
 
@@ -89,27 +90,6 @@ def entropy(logprobs: torch.Tensor) -> float:
     return float(-(logprobs.exp() * logprobs).sum())
 
 
-@torch.inference_mode()
-def total_reward(
-    models: dict[str, LlamaForCausalLM],
-    tokenizer: PreTrainedTokenizerFast,
-    prompt: str,
-    completion: str,
-) -> float:
-    prompt_ids = chat_prompt_ids(tokenizer, prompt)
-    answer = completion_ids(tokenizer, completion)
-    totals = {
-        name: float(
-            position_logprobs(model, prompt_ids, answer)
-            .gather(1, torch.tensor(answer)[:, None])
-            .double()
-            .sum()
-        )
-        for name, model in models.items()
-    }
-    return totals["sft"] - totals["base"]
-
-
 def extension_gains(
     models: dict[str, LlamaForCausalLM],
     tokenizer: PreTrainedTokenizerFast,
@@ -118,15 +98,25 @@ def extension_gains(
 ) -> dict[str, float]:
     """Mean total reward of the expert answer with k more steps, minus the expert's."""
     rng = random.Random(seed)
-    gains: dict[str, float] = {}
+    answers = [sums.answer_for(sums.numbers_of(prompt)) for prompt in prompts]
     for k in EXTRA_STEPS:
-        differences = []
         for prompt in prompts:
             numbers = sums.numbers_of(prompt)
             longer = numbers + [rng.randint(sums.MIN_NUMBER, sums.MAX_NUMBER) for _ in range(k)]
-            expert = total_reward(models, tokenizer, prompt, sums.answer_for(numbers))
-            extended = total_reward(models, tokenizer, prompt, sums.answer_for(longer))
-            differences.append(extended - expert)
+            answers.append(sums.answer_for(longer))
+    rows = [
+        (chat_prompt_ids(tokenizer, prompt), completion_ids(tokenizer, answer))
+        for prompt, answer in zip(list(prompts) * (1 + len(EXTRA_STEPS)), answers, strict=True)
+    ]
+    # One pass per model over the expert answers, then each k's answers, in that order.
+    sft, base = (completion_logprobs(models[name], rows) for name in ("sft", "base"))
+    totals = [s - b for s, b in zip(sft, base, strict=True)]
+    count = len(prompts)
+    expert = totals[:count]
+    gains: dict[str, float] = {}
+    for i, k in enumerate(EXTRA_STEPS, start=1):
+        extended = totals[i * count : (i + 1) * count]
+        differences = [e - r for e, r in zip(extended, expert, strict=True)]
         gains[f"{k} more"] = round(statistics.mean(differences), 3)
     return gains
 

@@ -103,11 +103,16 @@ def markdown_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         "baseline",
         "total_reward",
         {
-            "accuracy (mean)": lambda report: f"{report['mean_reward']['accuracy']:.3f}",
+            "accuracy (mean)": accuracy_of("mean_reward"),
             "median margin": lambda report: f"{report['margin']['quantiles']['p50']:.2f}",
         },
         "accuracy of the total reward by kind.",
     )
+
+
+def accuracy_of(score: str) -> Callable[[dict[str, Any]], str]:
+    """A `ranking_table` column: the pairwise accuracy of one of a report's scores."""
+    return lambda report: f"{report[score]['accuracy']:.3f}"
 
 
 def ranking_table(
@@ -123,8 +128,8 @@ def ranking_table(
     header = [label, f"accuracy ({score.removesuffix('_reward')})", "95% CI", *beside]
     lines = ["| " + " | ".join(header + kinds) + " |", "|" + "---|" * (len(header) + len(kinds))]
     for name, report in rows:
-        accuracy, (low, high) = report[score]["accuracy"], report[score]["ci95"]
-        cells = [name, f"{accuracy:.3f}", f"[{low:.3f}, {high:.3f}]"]
+        low, high = report[score]["ci95"]
+        cells = [name, accuracy_of(score)(report), f"[{low:.3f}, {high:.3f}]"]
         cells += [column(report) for column in beside.values()]
         cells += [f"{report['by_kind'][k][f'{score}_accuracy']:.3f}" for k in kinds]
         lines.append("| " + " | ".join(cells) + " |")
@@ -165,8 +170,8 @@ def guard_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         "reward",
         "aggregate_reward",
         {
-            "total": lambda report: f"{report['total_reward']['accuracy']:.3f}",
-            "mean": lambda report: f"{report['mean_reward']['accuracy']:.3f}",
+            "total": accuracy_of("total_reward"),
+            "mean": accuracy_of("mean_reward"),
         },
         "accuracy by kind of the aggregate (the sum unless the reward says otherwise).",
     )
